@@ -1,0 +1,13 @@
+"""napari-dip: restore images with untrained neural network priors."""
+__version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # The public functions import torch lazily, so napari starts fast.
+    if name in ("denoise", "super_resolve", "inpaint"):
+        from . import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'napari_dip' has no attribute {name!r}")
+
+
+__all__ = ["denoise", "super_resolve", "inpaint", "__version__"]

@@ -1,0 +1,238 @@
+"""Public functions on NumPy arrays: denoise, super_resolve, inpaint, and the generator behind them.
+
+Every function walks a stack slice by slice through :func:`run`, which the napari widgets,
+the CLI and the batch runner use too.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Generator, Sequence
+
+import numpy as np
+
+from . import __version__
+from .arrays import Intensity, Layout, as_slices, check_image, from_slices, layout_of, pad_reflect, padded_size
+from .core.fit import FitResult, Progress, drain, fit, resolve_device
+from .core.task import TaskConfig, build_problem, make_config
+
+__all__ = ["denoise", "super_resolve", "inpaint", "run", "make_config", "SliceProgress", "SliceDone"]
+
+
+@dataclass
+class SliceProgress:
+    """Progress within slice number ``slice`` (the ``position``-th of ``count`` to do)."""
+
+    slice: int
+    position: int
+    count: int
+    progress: Progress
+
+
+@dataclass
+class SliceDone:
+    """A finished slice: its output (C, H, W) in the input's intensity units and its record."""
+
+    slice: int
+    position: int
+    count: int
+    output: np.ndarray
+    record: dict
+
+
+def _torch():
+    import torch
+    return torch
+
+
+def _metrics(x: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    from .core.metrics import psnr, ssim
+    torch = _torch()
+    a, b = torch.from_numpy(x[None]), torch.from_numpy(ref[None])
+    s = float(ssim(a, b)[0]) if min(x.shape[-2:]) >= 7 else float("nan")
+    return float(psnr(a, b)[0]), s
+
+
+def _baseline(observed: np.ndarray, config: TaskConfig) -> np.ndarray:
+    """What the input alone offers: itself, or a bicubic upsampling for super-resolution."""
+    if config.factor == 1:
+        return observed
+    torch = _torch()
+    t = torch.from_numpy(observed[None])
+    up = torch.nn.functional.interpolate(t, scale_factor=config.factor, mode="bicubic", align_corners=False)
+    return up.clamp(0, 1)[0].numpy()
+
+
+def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None, ground_truth=None,
+        device: str = "auto", slices: Sequence[int] | None = None, out: np.ndarray | None = None,
+        cancel: Callable[[], bool] | None = None,
+        ) -> Generator[SliceProgress | SliceDone, None, tuple[np.ndarray, dict]]:
+    """Restore ``image`` slice by slice; yield progress and finished slices; return (output, report).
+
+    ``slices`` selects flat slice indices over the non-spatial axes (default: all). The output
+    has the input's shape with Y and X multiplied by the factor, float32 in the input's
+    intensity units; slices not processed are copied from ``out`` if given, otherwise from the
+    input (denoising, inpainting) or left at 0 (super-resolution). The input is never modified.
+    """
+    image = check_image(image, "image", channel_axis)
+    layout = layout_of(image, channel_axis)
+    intensity = Intensity.of(image)
+    factor = config.factor
+    src = as_slices(image, layout)
+    gt = _prepare_aux(ground_truth, "ground_truth", layout, channel_axis, factor)
+    msk = _prepare_mask(mask, layout, channel_axis) if config.task == "inpaint" else None
+    if config.task == "inpaint" and msk is None:
+        raise ValueError("inpainting needs a mask the size of the image (1 = known, 0 = to fill)")
+    if out is None:
+        out_slices = (intensity.from_unit(intensity.to_unit(src)) if factor == 1
+                      else np.zeros((layout.n_slices, layout.channels, *(s * factor for s in layout.spatial)),
+                                    np.float32))
+    else:
+        if out.shape != layout.output_shape(factor):
+            raise ValueError(f"out has shape {out.shape}, expected {layout.output_shape(factor)}")
+        out_slices = as_slices(out, Layout(out.shape, layout.channel_axis))
+    todo = list(range(layout.n_slices)) if slices is None else [int(i) for i in slices]
+    bad = [i for i in todo if not 0 <= i < layout.n_slices]
+    if bad:
+        raise ValueError(f"slice indices {bad} are out of range 0..{layout.n_slices - 1}")
+    dev = resolve_device(device)
+    h, w = layout.spatial
+    ph, pw = padded_size(config.network, h, w, factor)
+    records: list[dict] = []
+    report = _report_header(config, dev, layout, intensity, (ph * factor, pw * factor))
+    start = time.perf_counter()
+    cancelled = False
+    for position, index in enumerate(todo):
+        torch = _torch()
+        observed = intensity.to_unit(src[index])
+        obs_t = torch.from_numpy(pad_reflect(observed, ph, pw)[None].copy())
+        gt_t = None if gt is None else torch.from_numpy(
+            pad_reflect(intensity.to_unit(gt[index]), ph * factor, pw * factor)[None].copy())
+        msk_t = None if msk is None else torch.from_numpy(pad_reflect(msk[index], ph, pw)[None].copy())
+        problem = build_problem(config, obs_t, seeds=[config.seed], mask=msk_t, ground_truth=gt_t)
+        gen = fit(problem, config.fit, config.stop_rule(1), device=dev, cancel=cancel)
+        result: FitResult = yield from _relay(gen, index, position, len(todo))
+        restored = result.output[0, :, : h * factor, : w * factor]
+        record = _slice_record(index, result, restored, observed, None if gt is None else intensity.to_unit(gt[index]), config)
+        report.setdefault("parameters", result.parameters)
+        if result.cancelled:
+            cancelled = True
+            record["partial"] = True
+        out_slices[index] = intensity.from_unit(restored)
+        records.append(record)
+        yield SliceDone(index, position, len(todo), out_slices[index], record)
+        if cancelled:
+            break
+    report["slices"] = records
+    report["seconds"] = time.perf_counter() - start
+    report["cancelled"] = cancelled
+    report["partial"] = cancelled or len(records) < len(todo)
+    output = out if out is not None else from_slices(out_slices, layout, factor)
+    return output, report
+
+
+def _relay(gen, index: int, position: int, count: int):
+    """Yield a fit's progress as SliceProgress events and return its result."""
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        yield SliceProgress(index, position, count, event)
+
+
+def _prepare_aux(arr, name: str, layout: Layout, channel_axis: int | None, factor: int) -> np.ndarray | None:
+    if arr is None:
+        return None
+    arr = check_image(arr, name, channel_axis)
+    if arr.shape != layout.output_shape(factor):
+        raise ValueError(f"{name} has shape {arr.shape}; it must match the restored image, "
+                         f"shape {layout.output_shape(factor)}")
+    return as_slices(arr, Layout(arr.shape, layout.channel_axis))
+
+
+def _prepare_mask(mask, layout: Layout, channel_axis: int | None) -> np.ndarray | None:
+    """A (N, 1 or C, H, W) float mask from a (Y, X) mask or one the shape of the image."""
+    if mask is None:
+        return None
+    m = np.asarray(mask)
+    if m.dtype.kind not in "buif":
+        raise ValueError(f"mask has unsupported dtype {m.dtype}; use a boolean or 0/1 array")
+    h, w = layout.spatial
+    if m.shape == (h, w):
+        return np.broadcast_to((m > 0).astype(np.float32), (layout.n_slices, 1, h, w))
+    if m.shape == layout.shape:
+        return as_slices((m > 0).astype(np.float32), layout)
+    raise ValueError(f"mask has shape {m.shape}; use the image's Y, X shape {(h, w)} or its full shape {layout.shape}")
+
+
+def _report_header(config: TaskConfig, dev, layout: Layout, intensity: Intensity, fitted: tuple[int, int]) -> dict:
+    torch = _torch()
+    return {
+        "task": config.task, "preset": config.preset, "stop": config.stop, "seed": config.seed,
+        "factor": config.factor, "code": config.code,
+        "network": {"type": type(config.network).__name__, **asdict(config.network)},
+        "fit": asdict(config.fit), "device": str(dev), "torch": torch.__version__,
+        "napari_dip": __version__, "input_shape": list(layout.shape),
+        "channel_axis": layout.channel_axis, "fitted_size": list(fitted),
+        "intensity": {"offset": intensity.offset, "scale": intensity.scale},
+    }
+
+
+def _slice_record(index: int, result: FitResult, restored: np.ndarray, observed: np.ndarray,
+                  truth: np.ndarray | None, config: TaskConfig) -> dict:
+    record = {
+        "slice": index, "iterations": result.iterations, "seconds": round(result.seconds, 3),
+        "final_loss": float(result.loss_curve[-1, 0]) if len(result.loss_curve) else None,
+        "stop_iteration": int(result.stop_iterations[0]), "restarts": result.restarts,
+    }
+    if truth is not None:
+        base = _baseline(observed, config)
+        record["psnr_input"], record["ssim_input"] = _metrics(base, truth)
+        record["psnr"], record["ssim"] = _metrics(np.clip(restored, 0, 1), truth)
+    return record
+
+
+def _restore(task: str, image, *, factor: int = 1, mask=None, preset=None, iterations=None, lr=None,
+             stop="auto", ground_truth=None, seed=0, device="auto", channel_axis=None, precision=None,
+             network=None, code=None, return_report=False, callback=None, cancel=None):
+    config = make_config(task, preset=preset, factor=factor, iterations=iterations, lr=lr, stop=stop,
+                         seed=seed, precision=precision, network=network, code=code)
+    if config.stop == "oracle" and ground_truth is None:
+        raise ValueError("stop='oracle' needs ground_truth (it is for evaluation only)")
+    gen = run(config, image, channel_axis=channel_axis, mask=mask, ground_truth=ground_truth,
+              device=device, cancel=cancel)
+    output, report = drain(gen, callback)
+    return (output, report) if return_report else output
+
+
+_DOC_OPTIONS = """
+    Options (keyword-only): ``preset`` ('fast' or 'paper'), ``iterations``, ``lr``, ``stop``
+    ('auto', 'fixed' or 'oracle'; oracle needs ``ground_truth``), ``seed``, ``device`` ('auto',
+    'cpu', 'cuda', 'cuda:N', 'mps'), ``channel_axis``, ``precision`` ('fp32', 'bf16', 'auto'),
+    ``network`` (dict of skip-network fields to change), ``code`` ('uniform', 'meshgrid'),
+    ``return_report`` (also return the fitting report), ``callback`` (called with every
+    progress event), ``cancel`` (a callable polled between iterations).
+
+    Returns float32 in the input's intensity units; nD stacks are processed slice by slice
+    over the axes before Y, X (and the channel axis).
+"""
+
+
+def denoise(image, **options):
+    """Denoise an image with Deep Image Prior (A = identity)."""
+    return _restore("denoise", image, **options)
+
+
+def super_resolve(image, factor: int, **options):
+    """Super-resolve an image by an integer ``factor`` (2..32) with a Lanczos2 downsampling model."""
+    return _restore("superres", image, factor=factor, **options)
+
+
+def inpaint(image, mask, **options):
+    """Fill the pixels where ``mask`` is 0 (mask: the image's Y, X shape or its full shape)."""
+    return _restore("inpaint", image, mask=mask, **options)
+
+
+for _f in (denoise, super_resolve, inpaint):
+    _f.__doc__ += _DOC_OPTIONS

@@ -1,0 +1,103 @@
+"""Building blocks shared by the networks.
+
+Every network here fits ``G`` independent problems at once. Tensors travel as
+``(1, G * C, H, W)`` with the channels of problem ``g`` stored contiguously, and every
+convolution is grouped by ``G``; normalisation statistics are per channel, hence per
+problem. With ``G = 1`` the blocks are ordinary layers.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+ACTIVATIONS = ("leakyrelu", "relu", "swish", "mish")
+DOWNSAMPLERS = ("stride", "max", "avg")
+UPSAMPLERS = ("bilinear", "nearest", "transposed")
+PADDINGS = ("reflection", "zero")
+
+
+def activation(name: str) -> nn.Module:
+    """An activation by name: LeakyReLU(0.2), ReLU, Swish (SiLU) or Mish."""
+    key = name.lower()
+    if key == "leakyrelu":
+        return nn.LeakyReLU(0.2, inplace=True)
+    if key == "relu":
+        return nn.ReLU(inplace=True)
+    if key == "swish":
+        return nn.SiLU(inplace=True)
+    if key == "mish":
+        return nn.Mish(inplace=True)
+    raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
+
+
+class Conv(nn.Sequential):
+    """Padding + grouped convolution; ``downsample`` adds stride 2 or a 2x2 pool."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, *, groups: int = 1,
+                 pad: str = "reflection", bias: bool = True, downsample: str | None = None):
+        layers: list[nn.Module] = []
+        p = (kernel - 1) // 2
+        if p > 0:
+            if pad == "reflection":
+                layers.append(nn.ReflectionPad2d(p))
+            elif pad != "zero":
+                raise ValueError(f"unknown padding {pad!r}; choose one of {', '.join(PADDINGS)}")
+        stride = 2 if downsample == "stride" else 1
+        layers.append(nn.Conv2d(groups * c_in, groups * c_out, kernel, stride=stride,
+                                padding=p if pad == "zero" else 0, bias=bias, groups=groups))
+        if downsample == "max":
+            layers.append(nn.MaxPool2d(2))
+        elif downsample == "avg":
+            layers.append(nn.AvgPool2d(2))
+        elif downsample not in (None, "stride"):
+            raise ValueError(f"unknown downsampling {downsample!r}; choose one of "
+                             f"{', '.join(DOWNSAMPLERS)}")
+        super().__init__(*layers)
+
+
+def norm(channels: int, groups: int = 1) -> nn.Module:
+    """BatchNorm over the packed channels (statistics per problem and channel)."""
+    return nn.BatchNorm2d(groups * channels)
+
+
+class Upsample(nn.Module):
+    """2x upsampling: bilinear, nearest, or a learned transposed convolution."""
+
+    def __init__(self, mode: str, channels: int, groups: int = 1):
+        super().__init__()
+        if mode not in UPSAMPLERS:
+            raise ValueError(f"unknown upsampling {mode!r}; choose one of {', '.join(UPSAMPLERS)}")
+        self.mode = mode
+        self.deconv = (nn.ConvTranspose2d(groups * channels, groups * channels, 2, stride=2,
+                                          groups=groups) if mode == "transposed" else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.deconv is not None:
+            return self.deconv(x)
+        if self.mode == "bilinear":
+            return nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        return nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+
+
+def cat_groups(tensors: list[torch.Tensor], groups: int) -> torch.Tensor:
+    """Concatenate packed tensors along channels, keeping each problem's channels together."""
+    if groups == 1:
+        return torch.cat(tensors, dim=1)
+    n, _, h, w = tensors[0].shape
+    parts = [t.reshape(n, groups, -1, h, w) for t in tensors]
+    return torch.cat(parts, dim=2).reshape(n, -1, h, w)
+
+
+def pack(x: torch.Tensor) -> torch.Tensor:
+    """(G, C, H, W) -> (1, G*C, H, W)."""
+    return x.reshape(1, -1, *x.shape[-2:])
+
+
+def unpack(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """(1, G*C, H, W) -> (G, C, H, W)."""
+    return x.reshape(groups, -1, *x.shape[-2:])
+
+
+def count_parameters(net: nn.Module, groups: int = 1) -> int:
+    """Trainable parameters of one problem's network."""
+    return sum(p.numel() for p in net.parameters() if p.requires_grad) // groups

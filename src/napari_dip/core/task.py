@@ -1,0 +1,106 @@
+"""A task = operator + network + code + stopping rule + preset, resolved and validated once."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Sequence
+
+import torch
+
+from . import operators
+from .fit import FitSettings, Problem
+from .inputs import make_code
+from .nets.factory import build_network
+from .nets.skip import SkipConfig
+from .presets import get_preset
+from .stopping import STOP_RULES, make_stop_rule
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Everything a fit needs besides the data; build it with :func:`make_config`."""
+
+    task: str
+    preset: str
+    network: Any  # a network config: build(out_channels, groups), padded_size, code_shape
+    fit: FitSettings
+    code: str = "uniform"
+    factor: int = 1
+    stop: str = "auto"
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def stop_rule(self, n_problems: int):
+        return make_stop_rule(self.stop, n_problems)
+
+
+def make_config(task: str, *, preset: str | None = None, factor: int = 1,
+                iterations: int | None = None, lr: float | None = None,
+                code_noise: float | None = None, ema: float | None = None,
+                stop: str = "auto", seed: int = 0, precision: str | None = None,
+                preview_every: int | None = None, network: dict | Any | None = None,
+                code: str | None = None) -> TaskConfig:
+    """Resolve a preset and the caller's overrides into a validated :class:`TaskConfig`.
+
+    ``network`` is either a full network config or a dict of fields to change in the
+    preset's (for the skip network: ``channels_down``, ``activation``, ``upsample``...).
+    """
+    if task == "superres":
+        operators.Downsample(factor)  # validates the factor
+    elif factor != 1:
+        raise ValueError(f"factor is only for super-resolution, got factor={factor} for {task!r}")
+    if stop not in STOP_RULES:
+        raise ValueError(f"unknown stopping rule {stop!r}; choose one of {', '.join(STOP_RULES)}")
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    p = get_preset(task, preset, factor=factor)
+    overrides = {k: v for k, v in dict(iterations=iterations, lr=lr, code_noise=code_noise, ema=ema,
+                                       precision=precision, preview_every=preview_every).items()
+                 if v is not None}
+    fit = replace(p.fit, **overrides).validate()
+    net = p.network
+    if isinstance(network, dict):
+        unknown = set(network) - set(SkipConfig.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown network option(s) {', '.join(sorted(unknown))}; choose from "
+                             f"{', '.join(SkipConfig.__dataclass_fields__)}")
+        net = replace(net, **{k: tuple(v) if isinstance(v, list) else v for k, v in network.items()})
+    elif network is not None:
+        net = network
+    code = code or p.code
+    if code == "meshgrid" and isinstance(net, SkipConfig):
+        net = replace(net, code_channels=2)
+    net.validate()
+    return TaskConfig(task=task, preset=p.name, network=net, fit=fit, code=code,
+                      factor=factor, stop=stop, seed=seed)
+
+
+def make_operator(config: TaskConfig, mask: torch.Tensor | None = None):
+    """The forward operator of a task (mask: (G, 1 or C, H, W) for inpainting)."""
+    if config.task == "superres":
+        return operators.Downsample(config.factor)
+    if config.task == "inpaint":
+        if mask is None:
+            raise ValueError("inpainting needs a mask (1 = known pixel, 0 = to fill)")
+        return operators.Mask(mask)
+    return operators.Identity()
+
+
+def build_problem(config: TaskConfig, observed: torch.Tensor, *, seeds: Sequence[int],
+                  mask: torch.Tensor | None = None,
+                  ground_truth: torch.Tensor | None = None) -> Problem:
+    """Networks, codes and operator for G observations (G, C, h, w), one seed each.
+
+    The restored size is (h * factor, w * factor) and must suit the network (see
+    ``config.network.padded_size``).
+    """
+    g, c, h, w = observed.shape
+    if len(seeds) != g:
+        raise ValueError(f"need one seed per problem: {g} problems, {len(seeds)} seeds")
+    height, width = h * config.factor, w * config.factor
+    net = build_network(lambda groups: config.network.build(c, groups), seeds)
+    codes = []
+    for s in seeds:
+        gen = torch.Generator().manual_seed(int(s) + 2)
+        codes.append(make_code(config.code, *config.network.code_shape(height, width), generator=gen))
+    return Problem(network=net, code=torch.stack(codes), operator=make_operator(config, mask),
+                   observed=observed, seeds=list(seeds), ground_truth=ground_truth)
