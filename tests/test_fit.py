@@ -1,0 +1,120 @@
+"""The fitting loop: convergence, seeding, cancellation, stopping rules, fallbacks."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from napari_dip.core.fit import FitSettings, Progress, drain, fit, resolve_device
+from napari_dip.core.nets import SkipConfig
+from napari_dip.core.stopping import make_stop_rule
+from napari_dip.core.task import build_problem, make_config
+
+TINY = SkipConfig(channels_down=(8, 8), channels_up=(8, 8), channels_skip=(2, 2), code_channels=4)
+CPU = torch.device("cpu")
+
+
+def _target(seed=0, size=16):
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
+    clean = (0.5 + 0.3 * torch.sin(6 * xx) * torch.cos(4 * yy))[None, None]
+    noisy = (clean + 0.1 * torch.randn(clean.shape, generator=g)).clamp(0, 1)
+    return clean, noisy
+
+
+def _run(iterations=60, seed=0, stop="fixed", gt=False, cancel=None, **fit_options):
+    config = make_config("denoise", network=TINY, iterations=iterations, stop=stop, seed=seed)
+    config = replace(config, fit=replace(config.fit, **fit_options))
+    clean, noisy = _target()
+    problem = build_problem(config, noisy, seeds=[seed], ground_truth=clean if gt else None)
+    events = []
+    result = drain(fit(problem, config.fit, config.stop_rule(1), device=CPU, cancel=cancel), events.append)
+    return result, events
+
+
+def test_loss_goes_down():
+    result, events = _run(iterations=80)
+    curve = result.loss_curve[:, 0]
+    assert curve[-10:].mean() < 0.5 * curve[:10].mean()
+    assert len(events) == 80 and all(isinstance(e, Progress) for e in events)
+    assert result.output.shape == (1, 1, 16, 16) and result.output.dtype == np.float32
+
+
+def test_same_seed_same_output_and_other_seed_differs():
+    a, _ = _run(iterations=15, seed=4)
+    b, _ = _run(iterations=15, seed=4)
+    c, _ = _run(iterations=15, seed=5)
+    assert np.array_equal(a.output, b.output)
+    assert not np.allclose(a.output, c.output)
+
+
+def test_cancel_returns_what_is_done():
+    calls = {"n": 0}
+
+    def cancel():
+        calls["n"] += 1
+        return calls["n"] > 7
+
+    result, events = _run(iterations=100, cancel=cancel)
+    assert result.cancelled and result.iterations == 7 and len(events) == 7
+    assert result.output.shape == (1, 1, 16, 16) and np.isfinite(result.output).all()
+
+
+def test_cancel_before_the_first_iteration_still_returns_an_image():
+    result, _ = _run(iterations=10, cancel=lambda: True)
+    assert result.cancelled and result.iterations == 0 and result.output.shape == (1, 1, 16, 16)
+
+
+def test_oracle_returns_the_best_candidate_and_its_iteration():
+    result, events = _run(iterations=120, stop="oracle", gt=True, ema=0.0)
+    curve = result.psnr_curve[:, 0]
+    best = int(np.argmax(curve))
+    assert result.stop_iterations[0] == best + 1
+    clean, _ = _target()
+    from napari_dip.core.metrics import psnr
+    got = float(psnr(torch.from_numpy(result.output), clean)[0])
+    assert got == pytest.approx(float(curve.max()), abs=1e-3)
+    assert events[0].ssim is not None  # metrics every 25 iterations and at the first
+
+
+def test_oracle_without_ground_truth_is_an_error():
+    config = make_config("denoise", network=TINY, iterations=3, stop="oracle")
+    _, noisy = _target()
+    problem = build_problem(config, noisy, seeds=[0])
+    with pytest.raises(ValueError, match="ground truth"):
+        drain(fit(problem, config.fit, config.stop_rule(1), device=CPU))
+
+
+def test_previews_come_every_n_iterations():
+    _, events = _run(iterations=10, preview_every=4)
+    with_preview = [e.iteration for e in events if e.preview is not None]
+    assert with_preview == [4, 8]
+    assert events[3].preview.shape == (1, 1, 16, 16)
+
+
+def test_moving_average_smooths_the_returned_output():
+    raw, _ = _run(iterations=40, ema=0.0)
+    avg, _ = _run(iterations=40, ema=0.99)
+    assert not np.allclose(raw.output, avg.output)
+
+
+def test_loss_jumps_fall_back_to_the_last_good_weights():
+    result, _ = _run(iterations=60, lr=0.5, loss_jump=1.05)
+    assert result.restarts > 0
+    assert np.isfinite(result.output).all()
+
+
+@pytest.mark.parametrize("bad, match", [({"iterations": 0}, "iterations"), ({"lr": -1.0}, "lr"),
+                                        ({"ema": 1.5}, "ema"), ({"precision": "fp8"}, "precision")])
+def test_settings_are_validated(bad, match):
+    with pytest.raises(ValueError, match=match):
+        FitSettings(**bad).validate()
+
+
+def test_unknown_stop_rule_and_device():
+    with pytest.raises(ValueError, match="unknown stopping rule"):
+        make_stop_rule("early", 1)
+    with pytest.raises(ValueError, match="device"):
+        resolve_device("tpu")
+    assert resolve_device("cpu") == CPU
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
