@@ -1,16 +1,31 @@
-"""Reading and writing images: TIFF (tifffile), PNG/JPEG (imageio) and NPY; writes are atomic."""
+"""Reading and writing images: TIFF stacks (tifffile), NIfTI (nibabel), PNG/JPEG (imageio), NPY.
+
+Metadata that matters for volumes travels in :class:`ImageMeta`: voxel spacing and unit
+(TIFF resolution and ImageJ tags, NIfTI zooms), axis letters, and for NIfTI the affine and
+the full header. Every write is atomic (a temporary file in the same folder, then a rename)
+and refuses to overwrite the file it was read from.
+"""
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 TIFF = (".tif", ".tiff")
+NIFTI = (".nii", ".nii.gz")
 PICTURES = (".png", ".jpg", ".jpeg", ".bmp")
 NUMPY = (".npy",)
+FORMATS = (("nifti", NIFTI), ("tiff", TIFF), ("picture", PICTURES), ("npy", NUMPY))
+OUTPUT_DTYPES = ("float32", "input")
+#: Anatomical plane -> the axis codes (nibabel.aff2axcodes) of the axis normal to it.
+PLANES = {"axial": ("S", "I"), "coronal": ("A", "P"), "sagittal": ("L", "R")}
+_IMAGEJ_AXES = "TZCYXS"
+_IMAGEJ_DTYPES = ("uint8", "uint16", "float32")
 
 
 @dataclass
@@ -20,20 +35,41 @@ class ImageMeta:
     path: str
     format: str
     dtype: str
-    channel_axis: int | None = None   # RGB(A) pictures and TIFFs: -1
-    spacing: tuple[float, ...] | None = None  # per axis, for stacks with known voxel size
+    channel_axis: int | None = None   # RGB(A) pictures and TIFFs: -1; ImageJ C axis: its index
+    spacing: tuple[float, ...] | None = None  # per non-channel axis, in array order
     unit: str | None = None
+    axes: str | None = None            # one letter per axis, e.g. 'ZYX', 'TZCYX', 'XYZ' (NIfTI)
+    affine: np.ndarray | None = None   # NIfTI voxel -> world (4, 4)
+    header: Any = None                 # NIfTI header, copied into outputs
     extra: dict = field(default_factory=dict)
 
 
-def file_format(path: str | os.PathLike) -> str:
-    """'tiff', 'picture' or 'npy' from the file name; a clear error otherwise."""
+def extension(path: str | os.PathLike) -> str:
+    """The file's extension as this module knows it ('.nii.gz' counts as one)."""
     name = str(path).lower()
-    for fmt, ends in (("tiff", TIFF), ("picture", PICTURES), ("npy", NUMPY)):
+    for _, ends in FORMATS:
+        for end in sorted(ends, key=len, reverse=True):
+            if name.endswith(end):
+                return end
+    return Path(name).suffix
+
+
+def file_format(path: str | os.PathLike) -> str:
+    """'nifti', 'tiff', 'picture' or 'npy' from the file name; a clear error otherwise."""
+    name = str(path).lower()
+    for fmt, ends in FORMATS:
         if name.endswith(ends):
             return fmt
-    raise ValueError(f"cannot tell the format of {path!r}; use one of "
-                     f"{', '.join(TIFF + PICTURES + NUMPY)}")
+    known = ", ".join(e for _, ends in FORMATS for e in ends)
+    raise ValueError(f"cannot tell the format of {path!r}; use one of {known}")
+
+
+def _nibabel():
+    try:
+        import nibabel
+    except ImportError as err:
+        raise ImportError("reading or writing NIfTI needs nibabel: pip install napari-dip[mri]") from err
+    return nibabel
 
 
 def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageMeta]:
@@ -50,56 +86,100 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageMeta]:
         arr = np.asarray(iio.imread(p))
         channel_axis = -1 if arr.ndim == 3 and arr.shape[-1] in (3, 4) else None
         return arr, ImageMeta(str(p), fmt, str(arr.dtype), channel_axis=channel_axis)
+    if fmt == "nifti":
+        return _read_nifti(p)
+    return _read_tiff(p)
+
+
+def _read_nifti(p: Path) -> tuple[np.ndarray, ImageMeta]:
+    nib = _nibabel()
+    img = nib.load(str(p))
+    arr = np.asanyarray(img.dataobj)  # applies scl_slope / scl_inter when the file has them
+    header = img.header.copy()
+    unit = header.get_xyzt_units()[0]
+    spacing = tuple(float(z) for z in header.get_zooms()[: arr.ndim])
+    return arr, ImageMeta(str(p), "nifti", str(img.get_data_dtype()), spacing=spacing,
+                          unit=None if unit == "unknown" else unit, axes="XYZTU"[: arr.ndim],
+                          affine=np.array(img.affine, dtype=np.float64), header=header)
+
+
+def _read_tiff(p: Path) -> tuple[np.ndarray, ImageMeta]:
     import tifffile
     with tifffile.TiffFile(p) as tif:
-        arr = tif.asarray()
+        series = tif.series[0]
+        arr = series.asarray()
+        axes = series.axes if len(series.axes) == arr.ndim else None
         page = tif.pages[0]
         rgb = page.photometric == tifffile.PHOTOMETRIC.RGB and arr.shape[-1] in (3, 4)
-        meta = ImageMeta(str(p), fmt, str(arr.dtype), channel_axis=-1 if rgb else None)
+        channel_axis = -1 if rgb else (axes.index("C") if axes and "C" in axes else None)
         ij = tif.imagej_metadata or {}
-        xres = page.tags.get("XResolution")
-        if xres is not None and xres.value[0]:
-            yres = page.tags["YResolution"].value
-            sx = xres.value[1] / xres.value[0]
-            sy = yres[1] / yres[0] if yres[0] else sx
-            spacing = [sy, sx]
-            if arr.ndim - (1 if rgb else 0) >= 3:
-                spacing = [float(ij.get("spacing", 1.0))] * (arr.ndim - (1 if rgb else 0) - 2) + spacing
-            meta.spacing = tuple(spacing)
-            meta.unit = ij.get("unit")
-        meta.extra = {"imagej": bool(ij)}
+        meta = ImageMeta(str(p), "tiff", str(arr.dtype), channel_axis=channel_axis, axes=axes,
+                         extra={"imagej": bool(ij)})
+        xres, yres = page.tags.get("XResolution"), page.tags.get("YResolution")
+        if xres is None or not xres.value[0]:
+            return arr, meta
+        sx = xres.value[1] / xres.value[0]
+        sy = yres.value[1] / yres.value[0] if yres is not None and yres.value[0] else sx
+        n_spatial = arr.ndim - (channel_axis is not None)
+        other = [a for a in (axes or "Q" * arr.ndim) if a not in "CS"][: max(n_spatial - 2, 0)]
+        steps = {"Z": float(ij.get("spacing", 1.0)), "T": float(ij.get("finterval", 1.0))}
+        meta.spacing = tuple(steps.get(a, 1.0) for a in other) + (sy, sx)
+        unit_tag = page.tags.get("ResolutionUnit")
+        units = {2: "inch", 3: "cm"}
+        meta.unit = ij.get("unit") or (units.get(int(unit_tag.value)) if unit_tag is not None else None)
     return arr, meta
 
 
-def _encode_picture(arr: np.ndarray, dtype: str) -> np.ndarray:
-    """Round and clip to an integer type a picture format can hold (uint8 unless uint16)."""
-    target = np.dtype(dtype if dtype in ("uint8", "uint16") else "uint8")
-    info = np.iinfo(target)
-    return np.clip(np.rint(arr), info.min, info.max).astype(target)
+def plane_axis(meta: ImageMeta, axis: int | str) -> int:
+    """The array axis to slice along: an index, or axial/coronal/sagittal from a NIfTI affine."""
+    if isinstance(axis, str) and axis.lstrip("-").isdigit():
+        axis = int(axis)
+    if isinstance(axis, int):
+        return axis
+    name = axis.lower()
+    if name not in PLANES:
+        raise ValueError(f"unknown axis {axis!r}; use an integer index or one of {', '.join(PLANES)}")
+    if meta.affine is None:
+        raise ValueError(f"axis {axis!r} needs a NIfTI file (its affine gives the orientation); "
+                         f"{Path(meta.path).name} has none, so give the axis as an index")
+    codes = _nibabel().aff2axcodes(meta.affine)
+    for index, code in enumerate(codes):
+        if code in PLANES[name]:
+            return index
+    raise ValueError(f"cannot find the {name} axis in orientation {''.join(codes)}")
 
 
 def write_image(path: str | os.PathLike, arr: np.ndarray, meta: ImageMeta | None = None, *,
-                spacing: tuple[float, ...] | None = None) -> Path:
-    """Write atomically (a temporary file in the same folder, then a rename).
+                spacing: tuple[float, ...] | None = None, affine: np.ndarray | None = None,
+                dtype: str = "float32") -> Path:
+    """Write ``arr`` atomically (a temporary file in the same folder, then a rename).
 
-    TIFF and NPY keep float32; pictures are rounded to the input's integer type (uint8 by
-    default). ``spacing`` (per axis, Y and X last) is stored as TIFF resolution.
+    ``dtype``: 'float32' (TIFF, NIfTI, NPY) or 'input' (the type ``meta`` read, rounded and
+    clipped; NIfTI stores integers with a slope and intercept). Pictures are always rounded
+    to their integer type. ``spacing`` (per non-channel axis) and ``affine`` (NIfTI) default
+    to the input's from ``meta``; the NIfTI header is copied from ``meta`` (its zooms follow
+    the affine unless ``spacing`` is given).
     """
+    if dtype not in OUTPUT_DTYPES:
+        raise ValueError(f"unknown output dtype {dtype!r}; choose one of {', '.join(OUTPUT_DTYPES)}")
     p = Path(path)
     fmt = file_format(p)
-    if meta is not None and Path(meta.path).resolve() == p.resolve():
+    if meta is not None and meta.path and Path(meta.path).resolve() == p.resolve():
         raise ValueError(f"refusing to overwrite the input {p}; choose another output path")
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp" + p.suffix, dir=p.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp" + extension(p), dir=p.parent)
     os.close(fd)
     try:
         if fmt == "npy":
-            np.save(tmp, arr)
+            np.save(tmp, _cast(arr, meta, dtype))
         elif fmt == "picture":
             import imageio.v3 as iio
-            iio.imwrite(tmp, _encode_picture(arr, meta.dtype if meta else "uint8"), extension=p.suffix)
+            target = meta.dtype if meta is not None and meta.dtype in ("uint8", "uint16") else "uint8"
+            iio.imwrite(tmp, _round_clip(arr, np.dtype(target)), extension=extension(p))
+        elif fmt == "nifti":
+            _write_nifti(tmp, arr, meta, spacing, affine, dtype)
         else:
-            _write_tiff(tmp, arr, meta, spacing)
+            _write_tiff(tmp, _cast(arr, meta, dtype), meta, spacing)
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -107,19 +187,83 @@ def write_image(path: str | os.PathLike, arr: np.ndarray, meta: ImageMeta | None
     return p
 
 
+def _round_clip(arr: np.ndarray, target: np.dtype) -> np.ndarray:
+    info = np.iinfo(target)
+    return np.clip(np.rint(arr), info.min, info.max).astype(target)
+
+
+def _cast(arr: np.ndarray, meta: ImageMeta | None, dtype: str) -> np.ndarray:
+    """float32, or the input's type (integers rounded and clipped to their range)."""
+    if dtype == "float32" or meta is None:
+        return np.asarray(arr, dtype=np.float32)
+    target = np.dtype(meta.dtype)
+    return _round_clip(arr, target) if target.kind in "ui" else np.asarray(arr, dtype=target)
+
+
+def _write_nifti(tmp: str, arr: np.ndarray, meta: ImageMeta | None, spacing, affine, dtype: str) -> None:
+    nib = _nibabel()
+    header = meta.header.copy() if meta is not None and meta.header is not None else None
+    if affine is None:
+        affine = meta.affine if meta is not None and meta.affine is not None else np.eye(4)
+    klass = nib.Nifti2Image if isinstance(header, nib.Nifti2Header) else nib.Nifti1Image
+    data = np.asarray(arr, dtype=np.float32)
+    img = klass(data, affine, header=header)
+    # The input's type with a slope/intercept nibabel computes; float32 otherwise.
+    img.set_data_dtype(np.dtype(meta.dtype) if dtype == "input" and meta is not None else np.float32)
+    if dtype == "float32":
+        img.header.set_slope_inter(1.0, 0.0)
+    if spacing:  # otherwise the zooms come from the affine and the copied header
+        img.header.set_zooms(tuple(spacing)[: data.ndim] + img.header.get_zooms()[len(spacing): data.ndim])
+    nib.save(img, tmp)
+
+
+def _imagej_axes(arr: np.ndarray, meta: ImageMeta | None) -> str | None:
+    """Axis letters ImageJ accepts for this array (a subsequence of TZCYXS), or None."""
+    if str(arr.dtype) not in _IMAGEJ_DTYPES:
+        return None
+    if meta is not None and meta.axes and len(meta.axes) == arr.ndim and _is_imagej(meta.axes):
+        return meta.axes
+    rgb = meta is not None and meta.channel_axis is not None and arr.shape[-1] in (3, 4)
+    core = "YXS" if rgb else "YX"
+    n = arr.ndim - len(core)
+    return "TZ"[2 - n:] + core if 0 <= n <= 2 else None
+
+
+def _is_imagej(axes: str) -> bool:
+    letters = iter(_IMAGEJ_AXES)
+    return all(a in letters for a in axes)
+
+
 def _write_tiff(tmp: str, arr: np.ndarray, meta: ImageMeta | None, spacing) -> None:
     import tifffile
-    rgb = meta is not None and meta.channel_axis is not None and arr.shape[-1] in (3, 4)
-    kwargs: dict = {"photometric": "rgb" if rgb else "minisblack"}
-    spacing = spacing or (meta.spacing if meta else None)
+    axes = _imagej_axes(arr, meta)
+    rgb = arr.shape[-1] in (3, 4) and ((axes or "").endswith("S") or (
+        meta is not None and meta.channel_axis is not None and meta.channel_axis % arr.ndim == arr.ndim - 1))
+    metadata: dict = {"axes": axes} if axes else {}
+    unit = meta.unit if meta is not None else None
+    kwargs: dict = {"photometric": "rgb" if rgb else "minisblack",
+                    "resolutionunit": {"inch": "INCH", "cm": "CENTIMETER"}.get(unit, "NONE")}
+    spacing = spacing or (meta.spacing if meta is not None else None)
     if spacing:
         kwargs["resolution"] = (1.0 / spacing[-1], 1.0 / spacing[-2])
-        ij = {"unit": meta.unit} if meta and meta.unit else {}
-        if len(spacing) > 2:
-            ij["spacing"] = spacing[-3]
-        if ij and not rgb and arr.dtype == np.float32:
-            kwargs["imagej"] = True
-            kwargs["metadata"] = {**ij, "axes": "ZYX"[-arr.ndim:] if arr.ndim <= 3 else None}
-            if arr.ndim > 3:
-                kwargs.pop("imagej"); kwargs.pop("metadata")
-    tifffile.imwrite(tmp, np.ascontiguousarray(arr.astype(np.float32, copy=False)), **kwargs)
+        if unit:
+            metadata["unit"] = unit
+        z = [s for a, s in zip([a for a in (axes or "") if a not in "CSYX"], spacing[:-2]) if a == "Z"]
+        if z:
+            metadata["spacing"] = z[0]
+    tifffile.imwrite(tmp, np.ascontiguousarray(arr), imagej=axes is not None, metadata=metadata, **kwargs)
+
+
+def write_json(path: str | os.PathLike, obj, *, default=None) -> Path:
+    """Write ``obj`` as indented JSON atomically."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=2, default=default)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p

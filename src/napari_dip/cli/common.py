@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
-from pathlib import Path
+import time
 
 from ..core.stopping import STOP_RULES
+from ..io import write_json
 
 
 def add_shared_options(p: argparse.ArgumentParser) -> None:
@@ -28,16 +26,27 @@ def add_shared_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def add_volume_options(p: argparse.ArgumentParser) -> None:
+    """--axis, --slices, --dtype, --workers, --scheduler, --retries, --restart."""
+    g = p.add_argument_group("volumes and batches")
+    g.add_argument("--axis", help="slicing axis of a volume: an index, or axial/coronal/sagittal (NIfTI); "
+                                  "default: axial for NIfTI, the first of Z, Y, X otherwise")
+    g.add_argument("--slices", metavar="A:B", help="restore only slices A..B-1 along the axis "
+                                                   "(the others are copied through unchanged)")
+    g.add_argument("--dtype", default="float32", choices=("float32", "input"),
+                   help="output type: float32 (default) or the input's (NIfTI: with scaling)")
+    g.add_argument("--workers", type=int, help="run slices on a local Dask cluster of N worker processes")
+    g.add_argument("--scheduler", metavar="ADDRESS", help="run slices on an existing Dask cluster "
+                                                          "(e.g. tcp://host:8786)")
+    g.add_argument("--retries", type=int, default=2, help="retries of a failed slice on a cluster (default 2)")
+    g.add_argument("--restart", action="store_true",
+                   help="ignore finished slices from an earlier run instead of resuming")
+
+
 def write_report(path: str | None, report: dict) -> None:
     """Write the report as JSON atomically."""
-    if not path:
-        return
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(report, fh, indent=2, default=_jsonable)
-    os.replace(tmp, p)
+    if path:
+        write_json(path, report, default=_jsonable)
 
 
 def _jsonable(obj):
@@ -57,3 +66,61 @@ def progress_bar(total: int, quiet: bool, desc: str):
     disable = quiet
     return tqdm(total=total, desc=desc, unit="it", disable=disable, file=sys.stderr,
                 mininterval=0.5 if sys.stderr.isatty() else 30.0, dynamic_ncols=True)
+
+
+class VolumeProgress:
+    """Slices of each volume: a tqdm bar on a terminal, one log line per slice otherwise."""
+
+    def __init__(self, task: str, *, quiet: bool = False, stream=None):
+        self.task = task
+        self.quiet = quiet
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.bar = None
+        self.name = ""
+        self.total = self.done = self.processed = 0
+        self.started = 0.0
+
+    def __call__(self, event) -> None:
+        from ..api import SliceDone, SliceProgress
+        from ..batch import SliceFailed, VolumeStart
+        if self.quiet:
+            return
+        if isinstance(event, VolumeStart):
+            self.close()
+            self.name, self.total, self.done, self.processed = event.name, event.total, event.skipped, 0
+            self.started = time.perf_counter()
+            if self.tty:
+                from tqdm import tqdm
+                self.bar = tqdm(total=event.total, initial=event.skipped, desc=f"{self.task} {event.name}",
+                                unit="slice", file=self.stream, dynamic_ncols=True)
+            else:
+                self._line(f"{event.total} slice(s), {event.skipped} already done")
+        elif isinstance(event, SliceProgress) and self.bar is not None:
+            p = event.progress
+            if p.iteration % 10 == 0 or p.iteration == p.total:
+                self.bar.set_postfix_str(f"slice {event.slice}: iteration {p.iteration}/{p.total}")
+        elif isinstance(event, SliceDone):
+            self.done += 1
+            self.processed += 1
+            if self.bar is not None:
+                self.bar.update(1)
+            else:
+                left = self.total - self.done
+                eta = (time.perf_counter() - self.started) / self.processed * left
+                self._line(f"slice {event.slice} done in {event.record.get('seconds', 0):.1f} s "
+                           f"({self.done}/{self.total}, about {eta:.0f} s left)")
+        elif isinstance(event, SliceFailed):
+            message = f"slice {event.slice} failed: {event.error}"
+            if self.bar is not None:
+                self.bar.write(f"{self.task} {self.name}: {message}", file=self.stream)
+            else:
+                self._line(message)
+
+    def _line(self, text: str) -> None:
+        print(f"{self.task} {self.name}: {text}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

@@ -9,22 +9,27 @@ from pathlib import Path
 import numpy as np
 
 from ..io import ImageMeta, read_image, write_image
-from .common import add_shared_options, progress_bar, write_report
+from .common import VolumeProgress, add_shared_options, add_volume_options, progress_bar, write_report
 
 
 def register(sub) -> None:
     for name, helptext in (("denoise", "remove noise (A = identity)"),
                            ("superres", "super-resolve by an integer factor (Lanczos2 downsampling model)"),
                            ("inpaint", "fill the pixels where the mask is 0")):
-        p = sub.add_parser(name, help=helptext, description=f"Deep Image Prior: {helptext}. "
-                           "3D TIFF/NPY stacks are processed slice by slice along the first axis.")
-        p.add_argument("input", metavar="IN", help="image: .tif/.tiff, .png/.jpg, .npy")
-        p.add_argument("-o", "--output", metavar="OUT", required=True, help="output file (format from its name)")
+        p = sub.add_parser(name, help=helptext, description=f"Deep Image Prior: {helptext}. Volumes "
+                           "(TIFF stacks, NIfTI, NPY) are processed slice by slice along --axis; runs resume "
+                           "where they stopped.")
+        p.add_argument("input", metavar="IN", nargs="+",
+                       help="images or volumes: .tif/.tiff, .nii/.nii.gz, .png/.jpg, .npy; folders and globs")
+        p.add_argument("-o", "--output", metavar="OUT", required=True,
+                       help="output file (format from its name); a folder for several inputs")
         if name == "superres":
             p.add_argument("--factor", type=int, required=True, help="upsampling factor, 2..32")
         if name == "inpaint":
-            p.add_argument("--mask", required=True, help="mask image: non-zero = known pixel, 0 = to fill")
+            p.add_argument("--mask", required=True, help="mask: non-zero = known pixel, 0 = to fill; "
+                                                         "one slice's shape or the whole input's")
         add_shared_options(p)
+        add_volume_options(p)
         p.set_defaults(func=run_task, task=name)
     d = sub.add_parser("demo", help="denoise a bundled sample (F16 crop, noise sigma 25/255); works offline",
                        description="Adds Gaussian noise (sigma 25/255) to a bundled 128x128 crop of the "
@@ -43,71 +48,96 @@ def _read_mask(path: str) -> np.ndarray:
     return mask > 0
 
 
-def restore_file(args: argparse.Namespace, task: str) -> tuple[np.ndarray, dict, ImageMeta]:
-    """Read IN, run the task with a progress bar, return (output, report, input metadata)."""
-    from .. import api
-    from ..core.fit import drain
-    from ..core.task import make_config
-
-    image, meta = read_image(args.input)
-    channel_axis = args.channel_axis if args.channel_axis is not None else meta.channel_axis
-    truth = read_image(args.ground_truth)[0] if args.ground_truth else None
-    if args.stop == "oracle" and truth is None:
-        raise ValueError("--stop oracle needs --ground-truth (it is for evaluation only)")
-    mask = _read_mask(args.mask) if task == "inpaint" else None
-    config = make_config(task, preset=args.preset, factor=getattr(args, "factor", 1) or 1,
-                         iterations=args.iterations, lr=args.lr, stop=args.stop, seed=args.seed,
-                         precision=args.precision)
-    gen = api.run(config, image, channel_axis=channel_axis, mask=mask, ground_truth=truth, device=args.device)
-    bar = progress_bar(None, args.quiet, f"{task} {Path(args.input).name}")
-    last = {"slice": None}
-
-    def on_event(event) -> None:
-        if isinstance(event, api.SliceProgress):
-            if last["slice"] != event.slice:
-                last["slice"] = event.slice
-                bar.reset(total=event.progress.total)
-                bar.set_description(f"{task} slice {event.position + 1}/{event.count}")
-            bar.update(1)
-            if event.progress.iteration % 50 == 0:
-                bar.set_postfix(loss=f"{event.progress.loss[0]:.2e}")
-
-    try:
-        output, report = drain(gen, on_event)
-    finally:
-        bar.close()
-    report["input"] = str(Path(args.input).resolve())
-    return output, report, meta
-
-
-def _output_spacing(meta: ImageMeta, factor: int) -> tuple[float, ...] | None:
-    if not meta.spacing:
-        return None
-    return tuple(meta.spacing[:-2]) + tuple(s / factor for s in meta.spacing[-2:])
+def _jobs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
+    """(input, output) pairs; outputs distinct and never an input."""
+    from ..batch.files import expand_inputs, output_for
+    inputs = expand_inputs(args.input)
+    several = len(inputs) > 1
+    if several and args.ground_truth:
+        raise ValueError("--ground-truth needs a single input")
+    jobs = [(src, output_for(src, args.output, several=several, suffix=args.task)) for src in inputs]
+    sources = {src.resolve() for src, _ in jobs}
+    seen: set[Path] = set()
+    for src, out in jobs:
+        if out.resolve() in sources:
+            raise ValueError(f"the output {out} is an input; choose another output so the input is kept")
+        if out.resolve() in seen:
+            raise ValueError(f"two inputs would both write {out}; give them different names")
+        seen.add(out.resolve())
+    return jobs
 
 
 def run_task(args: argparse.Namespace) -> int:
-    if Path(args.output).resolve() == Path(args.input).resolve():
-        raise ValueError("the output path is the input path; choose another output so the input is kept")
-    output, report, meta = restore_file(args, args.task)
-    factor = report["factor"]
-    written = write_image(args.output, output, meta, spacing=_output_spacing(meta, factor))
-    report["output"] = str(written.resolve())
-    write_report(args.report, report)
-    _print_summary(report)
-    return 0
+    from ..batch import open_client, process_volume
+    from ..core.task import make_config
+
+    jobs = _jobs(args)
+    config = make_config(args.task, preset=args.preset, factor=getattr(args, "factor", 1) or 1,
+                         iterations=args.iterations, lr=args.lr, stop=args.stop, seed=args.seed,
+                         precision=args.precision)
+    truth = read_image(args.ground_truth)[0] if args.ground_truth else None
+    if args.stop == "oracle" and truth is None:
+        raise ValueError("--stop oracle needs --ground-truth (it is for evaluation only)")
+    mask = _read_mask(args.mask) if args.task == "inpaint" else None
+    command = {k: getattr(args, k) for k in ("axis", "slices", "dtype", "workers", "scheduler", "retries",
+                                              "restart", "channel_axis")}
+    progress = VolumeProgress(args.task, quiet=args.quiet)
+    reports = []
+    try:
+        with open_client(workers=args.workers, scheduler=args.scheduler) as (client, threads):
+            for src, out in jobs:
+                image, meta = read_image(src)
+                channel_axis = args.channel_axis if args.channel_axis is not None else meta.channel_axis
+                report = process_volume(config, image, meta, out, axis=args.axis, slices=args.slices,
+                                        channel_axis=channel_axis, mask=mask, ground_truth=truth,
+                                        device=args.device, dtype=args.dtype, client=client,
+                                        retries=args.retries, threads=threads, restart=args.restart,
+                                        on_event=progress)
+                report["command"] = command
+                reports.append(report)
+                progress.close()
+                _print_summary(report)
+    except KeyboardInterrupt:
+        progress.close()
+        print("napari-dip: finished slices are kept beside the output; rerun the same command to resume",
+              file=sys.stderr)
+        raise
+    finally:
+        progress.close()
+    write_report(args.report, reports[0] if len(reports) == 1 else _summary(reports, command))
+    return 0 if all(r["complete"] for r in reports) else 1
+
+
+def _summary(reports: list[dict], command: dict) -> dict:
+    """One report for several inputs: totals, and each input's report under ``volumes``."""
+    first = reports[0]
+    keep = ("task", "preset", "stop", "seed", "factor", "code", "network", "fit", "device", "torch", "napari_dip")
+    return {**{k: first.get(k) for k in keep}, "command": command,
+            "inputs": len(reports), "complete": sum(r["complete"] for r in reports),
+            "processed_slices": sum(len(r["processed_slices"]) for r in reports),
+            "skipped_slices": sum(len(r["skipped_slices"]) for r in reports),
+            "failed_slices": sum(len(r["failed_slices"]) for r in reports),
+            "seconds": sum(r["seconds"] for r in reports), "volumes": reports}
 
 
 def _print_summary(report: dict) -> None:
     slices = report["slices"]
-    line = (f"{report['task']}: {len(slices)} slice(s), preset {report['preset']}, "
-            f"{report['parameters']:,} parameters, {report['seconds']:.1f} s")
+    name = Path(report["input"]).name if report["input"] else ""
+    line = (f"{report['task']} {name}: {len(report['processed_slices'])} slice(s) restored, "
+            f"{len(report['skipped_slices'])} skipped (already done), preset {report['preset']}, "
+            f"{report['seconds']:.1f} s")
     with_gt = [s for s in slices if "psnr" in s]
     if with_gt:
         line += (f"; PSNR {np.mean([s['psnr_input'] for s in with_gt]):.2f} -> "
                  f"{np.mean([s['psnr'] for s in with_gt]):.2f} dB")
     print(line)
-    print(f"wrote {report['output']}")
+    for failure in report["failed_slices"]:
+        print(f"  slice {failure['slice']} FAILED: {failure['error']}")
+    if report["complete"]:
+        print(f"wrote {report['output']}" if report["written"] else f"up to date: {report['output']}")
+    else:
+        print(f"not finished: {len(report['missing_slices'])} slice(s) missing; finished slices are kept in "
+              f"{report['store']}; rerun the same command to finish")
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -1,0 +1,218 @@
+"""A task over a volume, slice by slice along one axis: resumable, locally or on a Dask cluster."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .. import __version__
+from ..api import SliceDone, run
+from ..arrays import Intensity, check_image
+from ..core.fit import drain
+from ..io import ImageMeta, write_image
+from .cluster import run_on_cluster
+from .store import SliceStore, settings_key
+from .volume import Slicing, parse_range, slicing_for
+
+
+#: Slices fitted at once. One: a slice's result then depends on nothing but the slice and the
+#: settings, so resumed, local and distributed runs give the same volume.
+SLICES_PER_FIT = 1
+
+
+@dataclass
+class VolumeStart:
+    """A volume begins: ``total`` slices in the range, ``skipped`` of them already finished."""
+
+    name: str
+    total: int
+    skipped: int
+
+
+@dataclass
+class SliceFailed:
+    """A slice failed on the cluster after its retries."""
+
+    slice: int
+    error: str
+
+
+def work_folder(output: str | Path) -> Path:
+    """Where the resumable store of ``output`` lives: a folder beside it."""
+    out = Path(output)
+    return out.with_name(out.name + ".napari-dip")
+
+
+def process_volume(config, image: np.ndarray, meta: ImageMeta, output: str | Path, *,
+                   axis: int | str | None = None, slices: str | None = None,
+                   channel_axis: int | None = None, mask=None, ground_truth=None,
+                   device: str = "auto", dtype: str = "float32", client=None, retries: int = 2,
+                   threads: int | None = None, restart: bool = False,
+                   on_event: Callable | None = None, cancel: Callable[[], bool] | None = None) -> dict:
+    """Restore the slices ``slices`` ('A:B' along ``axis``) of ``image`` into ``output``.
+
+    Finished slices go to a store beside the output (see :func:`work_folder`) as they come;
+    a rerun with the same settings skips them. The output (the input's shape, slices outside
+    the range copied unchanged; zero for super-resolution) is written atomically once every
+    slice of the range is done. ``client``: a Dask client to run slices as tasks on.
+    Returns the report (also when slices failed or the run was cancelled: ``complete`` False).
+    """
+    out_path = Path(output)
+    if meta.path and Path(meta.path).resolve() == out_path.resolve():
+        raise ValueError(f"the output {out_path} is the input; choose another output so the input is kept")
+    image = check_image(image, "image", channel_axis)
+    cut = slicing_for(image.shape, meta, axis=axis, channel_axis=channel_axis)
+    start, stop = parse_range(slices, cut.length)
+    wanted = cut.flat_indices(start, stop)
+    factor = config.factor
+    intensity = Intensity.of(image)
+    unit = intensity.to_unit(np.ascontiguousarray(cut.view(image)))
+    mask_u = _view_mask(mask, image, cut)
+    truth_u = _view_truth(ground_truth, cut, factor, intensity)
+    out_view_shape = tuple(cut.output_shape(factor)[a] for a in cut.perm)
+    key = settings_key({"napari_dip": __version__, "network": type(config.network).__name__,
+                        "config": asdict(config), "perm": cut.perm, "channel_axis": cut.channel_axis},
+                       unit, mask_u, truth_u)
+    store = SliceStore(work_folder(out_path), key, out_view_shape)
+    if restart or (store.complete and not (out_path.is_file() and set(wanted) <= store.done.keys())):
+        store.reset()
+    began = time.perf_counter()
+    name = Path(meta.path).name if meta.path else out_path.name
+    header = dict(input=str(Path(meta.path).resolve()) if meta.path else None, output=str(out_path.resolve()),
+                  input_shape=list(image.shape), output_shape=list(cut.output_shape(factor)),
+                  axis=cut.axis, slice_range=[start, stop], dtype=dtype, store=str(store.folder),
+                  intensity={"offset": intensity.offset, "scale": intensity.scale})
+    view_channel = cut.view_channel_axis
+    if store.complete:  # everything wanted is in the final file already
+        _emit(on_event, VolumeStart(name, len(wanted), len(wanted)))
+        _, report = drain(run(config, unit, channel_axis=view_channel, mask=mask_u, ground_truth=truth_u,
+                              device=device, slices=[]))
+        return _report(report, header, store, wanted, wanted, {}, began, written=False)
+    store.open()
+    done_before = store.done
+    skipped = [i for i in wanted if i in done_before]
+    todo = [i for i in wanted if i not in done_before]
+    _emit(on_event, VolumeStart(name, len(wanted), len(skipped)))
+    failed: dict[int, str] = {}
+    if client is None or not todo:
+        report = _run_local(config, unit, view_channel, mask_u, truth_u, todo, store, device, on_event, cancel)
+    else:
+        report = _run_cluster(client, config, unit, cut, mask_u, truth_u, todo, store, device,
+                              retries, threads, failed, on_event)
+    if "parameters" in report:
+        store.record["parameters"] = report["parameters"]
+    complete = set(wanted) <= store.done.keys()
+    if complete:
+        _write_output(out_path, image, meta, cut, store, wanted, intensity, factor, dtype)
+        store.finish(str(out_path.resolve()))
+    return _report(report, header, store, wanted, skipped, failed, began, written=complete)
+
+
+def _emit(on_event, event) -> None:
+    if on_event is not None:
+        on_event(event)
+
+
+def _view_mask(mask, image: np.ndarray, cut: Slicing):
+    """A mask for the transposed view: (Y, X) of a slice as it is, or the volume's shape."""
+    if mask is None:
+        return None
+    m = np.asarray(mask)
+    if m.shape == image.shape:
+        return np.ascontiguousarray(cut.view(m))
+    h, w = (image.shape[a] for a in cut.in_plane)
+    if m.shape != (h, w):
+        raise ValueError(f"mask has shape {m.shape}; use the shape of one slice {(h, w)} "
+                         f"or of the whole image {image.shape}")
+    return m
+
+
+def _view_truth(truth, cut: Slicing, factor: int, intensity: Intensity):
+    if truth is None:
+        return None
+    t = np.asarray(truth)
+    if t.shape != cut.output_shape(factor):
+        raise ValueError(f"ground truth has shape {t.shape}; it must match the restored volume, "
+                         f"shape {cut.output_shape(factor)}")
+    return intensity.to_unit(np.ascontiguousarray(cut.view(t)))
+
+
+def _run_local(config, unit, view_channel, mask_u, truth_u, todo, store, device, on_event, cancel) -> dict:
+    """All slices in this process through one api.run, filling the store's memmap in place."""
+    def on(event) -> None:
+        if isinstance(event, SliceDone) and not event.record.get("partial"):
+            store.mark_done(event.slice, event.record)
+        _emit(on_event, event)
+
+    _, report = drain(run(config, unit, channel_axis=view_channel, mask=mask_u, ground_truth=truth_u,
+                          device=device, slices=todo, out=store.array, cancel=cancel,
+                          batch_size=SLICES_PER_FIT), on)
+    return report
+
+
+def _run_cluster(client, config, unit, cut: Slicing, mask_u, truth_u, todo, store, device, retries,
+                 threads, failed: dict, on_event) -> dict:
+    """Slices as Dask tasks; each result is stored as it arrives."""
+    _, report = drain(run(config, unit, channel_axis=cut.view_channel_axis, mask=mask_u,
+                          ground_truth=truth_u, device=device, slices=[]))  # validates, gives the header
+    full_mask = mask_u is not None and mask_u.shape == unit.shape
+    finished = []
+
+    def make_args(i: int) -> tuple:
+        at = cut.index(i)
+        mask = mask_u[at] if full_mask else mask_u
+        return unit[at], mask, None if truth_u is None else truth_u[at]
+
+    def on_result(i: int, output: np.ndarray, record: dict, info: dict) -> None:
+        record["slice"] = i
+        store.array[cut.index(i)] = output
+        store.mark_done(i, record)
+        report.update(info)  # the worker's device and the network's size
+        _emit(on_event, SliceDone(i, len(finished), len(todo), output, record))
+        finished.append(i)
+
+    def on_failure(i: int, error: str) -> None:
+        failed[i] = error
+        _emit(on_event, SliceFailed(i, error))
+
+    slice_channel = None if cut.channel_axis is None else 0
+    run_on_cluster(client, todo, make_args, config=config, device=device, channel_axis=slice_channel,
+                   retries=retries, threads=threads, on_result=on_result, on_failure=on_failure)
+    return report
+
+
+def _write_output(path: Path, image: np.ndarray, meta: ImageMeta, cut: Slicing, store: SliceStore,
+                  wanted: list[int], intensity: Intensity, factor: int, dtype: str) -> None:
+    """The input (or zeros when the size changes) with the finished slices put in; atomic."""
+    if factor == 1:
+        final = np.array(image, dtype=np.float32)
+    else:
+        final = np.zeros(cut.output_shape(factor), np.float32)
+    view = cut.view(final)
+    for i in wanted:
+        at = cut.index(i)
+        view[at] = intensity.from_unit(store.array[at])
+    write_image(path, final, meta, spacing=cut.output_spacing(meta.spacing, factor) if factor > 1 else None,
+                affine=cut.output_affine(meta.affine, factor), dtype=dtype)
+
+
+def _report(api_report: dict, header: dict, store: SliceStore, wanted: list[int], skipped: list[int],
+            failed: dict[int, str], began: float, *, written: bool) -> dict:
+    done = store.done
+    report = {k: v for k, v in api_report.items() if k not in ("slices", "seconds", "input_shape", "intensity")}
+    report.update(header)
+    report["slices"] = [done[i] for i in wanted if i in done]
+    report["processed_slices"] = [i for i in wanted if i in done and i not in skipped]
+    report["skipped_slices"] = list(skipped)
+    report["failed_slices"] = [{"slice": i, "error": e} for i, e in sorted(failed.items())]
+    report["missing_slices"] = [i for i in wanted if i not in done]
+    report.setdefault("parameters", store.record.get("parameters"))
+    report["seconds"] = time.perf_counter() - began
+    report["complete"] = not report["missing_slices"]
+    report["written"] = written
+    if not report["complete"]:
+        report["output"] = None
+    return report
