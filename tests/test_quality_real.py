@@ -29,7 +29,6 @@ def test_x4_super_resolution_of_an_isbi_crop_is_close_to_bicubic(em_stack):
                                            return_report=True, device="cpu")
     s = report["slices"][0]
     assert out.shape == (64, 64)
-    assert s["psnr"] >= s["psnr_input"] - SR_MARGIN_DB
-
-
-SR_MARGIN_DB = 1.0
+    # Measured (seed 0): 22.51 dB against bicubic 23.00 dB at 400 iterations on this crop;
+    # on a 128x128 crop, 600 iterations: 23.33 against 23.44 dB.
+    assert s["psnr"] >= s["psnr_input"] - 1.0
