@@ -116,3 +116,27 @@ def test_volume_errors_are_one_line(tmp_path, capsys):
     assert main(["denoise", str(src), "-o", str(tmp_path / "o.npy"), "--workers", "1",
                  "--scheduler", "tcp://127.0.0.1:1", *FAST]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_a_failing_input_is_reported_and_the_others_go_on(tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _stack(folder / "a_good.npy", 2)
+    np.save(folder / "b_flat.npy", np.zeros(40, np.float32))  # one dimension
+    nan = np.ones((2, 32, 32), np.float32)
+    nan[1, 3, 4] = np.nan
+    np.save(folder / "c_nan.npy", nan)
+    (folder / "d_broken.tif").write_bytes(b"not a tiff at all")
+    _stack(folder / "e_good.npy", 1, seed=1)
+    out, report = tmp_path / "out", tmp_path / "r.json"
+    assert main(["denoise", str(folder), "-o", str(out), *FAST, "--report", str(report)]) == 1
+    written = sorted(p.name for p in out.iterdir() if p.suffix == ".npy")
+    assert written == ["a_good_denoise.npy", "e_good_denoise.npy"]
+    r = json.loads(report.read_text())
+    assert r["inputs"] == 5 and r["complete"] == 2 and r["processed_slices"] == 3
+    failed = {Path(f["input"]).name: f["error"] for f in r["failed_inputs"]}
+    assert list(failed) == ["b_flat.npy", "c_nan.npy", "d_broken.tif"]
+    assert "at least 2 dimensions" in failed["b_flat.npy"] and "NaN" in failed["c_nan.npy"]
+    assert all("\n" not in e for e in failed.values())
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("napari-dip: FAILED")]
+    assert [ln.split()[2] for ln in lines] == [str((folder / n).resolve()) + ":" for n in failed]

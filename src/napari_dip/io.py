@@ -1,14 +1,17 @@
-"""Reading and writing images: TIFF stacks (tifffile), NIfTI (nibabel), PNG/JPEG (imageio), NPY.
+"""Reading and writing images: TIFF stacks (tifffile), NIfTI (nibabel), PNG/JPEG (imageio), NPY,
+Zarr and OME-Zarr (zarr; read lazily).
 
 Metadata that matters for volumes travels in :class:`ImageMeta`: voxel spacing and unit
-(TIFF resolution and ImageJ tags, NIfTI zooms), axis letters, and for NIfTI the affine and
-the full header. Every write is atomic (a temporary file in the same folder, then a rename)
-and refuses to overwrite the file it was read from.
+(TIFF resolution and ImageJ tags, NIfTI zooms, OME-Zarr scales), axis letters, for NIfTI the
+affine and the full header, for Zarr its attributes. Every write is atomic (a temporary file or
+folder beside the output, then a rename) and refuses to overwrite the file it was read from.
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +23,8 @@ TIFF = (".tif", ".tiff")
 NIFTI = (".nii", ".nii.gz")
 PICTURES = (".png", ".jpg", ".jpeg", ".bmp")
 NUMPY = (".npy",)
-FORMATS = (("nifti", NIFTI), ("tiff", TIFF), ("picture", PICTURES), ("npy", NUMPY))
+ZARR = (".ome.zarr", ".zarr")
+FORMATS = (("nifti", NIFTI), ("tiff", TIFF), ("picture", PICTURES), ("npy", NUMPY), ("zarr", ZARR))
 OUTPUT_DTYPES = ("float32", "input")
 #: Anatomical plane -> the axis codes (nibabel.aff2axcodes) of the axis normal to it.
 PLANES = {"axial": ("S", "I"), "coronal": ("A", "P"), "sagittal": ("L", "R")}
@@ -55,7 +59,7 @@ def extension(path: str | os.PathLike) -> str:
 
 
 def file_format(path: str | os.PathLike) -> str:
-    """'nifti', 'tiff', 'picture' or 'npy' from the file name; a clear error otherwise."""
+    """'nifti', 'tiff', 'picture', 'npy' or 'zarr' from the file name; a clear error otherwise."""
     name = str(path).lower()
     for fmt, ends in FORMATS:
         if name.endswith(ends):
@@ -72,12 +76,31 @@ def _nibabel():
     return nibabel
 
 
+def _zarr():
+    try:
+        import zarr
+    except ImportError as err:
+        raise ImportError("reading or writing Zarr needs zarr: pip install napari-dip[zarr]") from err
+    return zarr
+
+
+def is_zarr(path: str | os.PathLike) -> bool:
+    """Whether the name is a Zarr store's (a folder ending in .zarr)."""
+    return str(path).lower().rstrip("/").endswith(ZARR)
+
+
 def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageMeta]:
-    """Read an image and its metadata. RGB(A) images come back with channels last."""
+    """Read an image and its metadata. RGB(A) images come back with channels last.
+
+    Zarr comes back as a lazy ``zarr.Array`` (index it to read a part); for OME-Zarr it is
+    the full-resolution level, with the axes, channel axis, voxel size and unit of the metadata.
+    """
     p = Path(path)
-    if not p.is_file():
+    if not (p.is_dir() if is_zarr(p) else p.is_file()):
         raise FileNotFoundError(f"no such file: {p}")
     fmt = file_format(p)
+    if fmt == "zarr":
+        return _read_zarr(p)
     if fmt == "npy":
         arr = np.load(p, allow_pickle=False)
         return arr, ImageMeta(str(p), fmt, str(arr.dtype))
@@ -130,6 +153,118 @@ def _read_tiff(p: Path) -> tuple[np.ndarray, ImageMeta]:
     return arr, meta
 
 
+def _ome(attrs: dict) -> dict:
+    """The OME-Zarr metadata of a group's attributes (0.5 nests it under 'ome')."""
+    return attrs.get("ome", attrs)
+
+
+def open_zarr(path: str | os.PathLike, mode: str = "r"):
+    """The array at ``path``: a Zarr array, or level 0 of an OME-Zarr image."""
+    zarr = _zarr()
+    node = zarr.open(str(path), mode=mode)
+    if isinstance(node, zarr.Array):
+        return node
+    multiscales = _ome(node.attrs.asdict()).get("multiscales")
+    if not multiscales:
+        raise ValueError(f"{path} is a Zarr group without OME-Zarr 'multiscales' metadata; "
+                         f"give the path of an array inside it")
+    return node[multiscales[0]["datasets"][0]["path"]]
+
+
+def _transform(transforms: list | None, kind: str, ndim: int, default: float) -> list[float]:
+    for t in transforms or []:
+        if t.get("type") == kind and kind in t:
+            return [float(v) for v in t[kind]]
+    return [default] * ndim
+
+
+def _read_zarr(p: Path):
+    zarr = _zarr()
+    node = zarr.open(str(p), mode="r")
+    attrs = node.attrs.asdict()
+    zarr_format = int(getattr(node.metadata, "zarr_format", 2))
+    arr = open_zarr(p)
+    meta = ImageMeta(str(p), "zarr", str(arr.dtype), extra={"attrs": attrs, "zarr_format": zarr_format})
+    if isinstance(node, zarr.Array):
+        return arr, meta
+    ms = _ome(attrs)["multiscales"][0]
+    axes = [a if isinstance(a, dict) else {"name": a} for a in ms.get("axes") or []]
+    if len(axes) == arr.ndim:
+        kinds = [a.get("type") or {"c": "channel", "t": "time"}.get(a["name"], "space") for a in axes]
+        meta.channel_axis = kinds.index("channel") if "channel" in kinds else None
+        meta.axes = "".join(a["name"][:1].upper() for a in axes)
+        meta.unit = next((a["unit"] for a, k in zip(axes, kinds) if k == "space" and a.get("unit")), None)
+    level = _transform(ms["datasets"][0].get("coordinateTransformations"), "scale", arr.ndim, 1.0)
+    overall = _transform(ms.get("coordinateTransformations"), "scale", arr.ndim, 1.0)
+    scale = [a * b for a, b in zip(level, overall)]
+    meta.spacing = tuple(s for a, s in enumerate(scale) if a != meta.channel_axis)
+    meta.extra["ome"] = True
+    return arr, meta
+
+
+def _ome_attrs(meta: ImageMeta, ndim: int, spacing: tuple[float, ...] | None) -> dict:
+    """The input's OME-Zarr attributes for an output of level 0 only, voxel size ``spacing``.
+
+    The outer edge of the image stays in place: a translation moves by half the change of
+    the voxel size. Lower-resolution levels are not written (they would be stale).
+    """
+    attrs = copy.deepcopy(meta.extra["attrs"])
+    ms = _ome(attrs)["multiscales"][0]
+    level = ms["datasets"][0]
+    transforms = level.get("coordinateTransformations") or []
+    old = _transform(transforms, "scale", ndim, 1.0)
+    new = list(old)
+    if spacing and meta.spacing:
+        plain = [a for a in range(ndim) if a != meta.channel_axis]
+        for a, before, after in zip(plain, meta.spacing, spacing):
+            new[a] = old[a] * after / before
+    shift = _transform(transforms, "translation", ndim, 0.0)
+    shift = [t + (n - o) / 2 for t, n, o in zip(shift, new, old)]
+    level = {**level, "path": "0", "coordinateTransformations": [{"type": "scale", "scale": new}]}
+    if any(shift) or any(t.get("type") == "translation" for t in transforms):
+        level["coordinateTransformations"].append({"type": "translation", "translation": shift})
+    ms["datasets"] = [level]
+    return attrs
+
+
+def create_zarr(path: str | os.PathLike, shape: tuple[int, ...], dtype, meta: ImageMeta | None = None, *,
+                spacing: tuple[float, ...] | None = None, chunks: tuple[int, ...] | None = None):
+    """A new Zarr array of zeros at ``path`` (replacing whatever is there).
+
+    An OME-Zarr input gives an OME-Zarr output (its metadata with level 0 only, at voxel size
+    ``spacing`` when given); a Zarr array input gives an array with its attributes; otherwise
+    a plain Zarr array. The input's Zarr format (2 or 3) is kept; new stores use 3.
+    """
+    zarr = _zarr()
+    source = meta.extra if meta is not None and meta.format == "zarr" else {}
+    fmt = source.get("zarr_format", 3)
+    options = dict(shape=tuple(shape), chunks=tuple(chunks or shape), dtype=np.dtype(dtype), fill_value=0)
+    if fmt == 2:  # OME-Zarr 0.4 asks for '/' between chunk indices
+        options["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
+    if source.get("ome"):
+        group = zarr.open_group(str(path), mode="w", zarr_format=fmt)
+        group.attrs.update(_ome_attrs(meta, len(shape), spacing))
+        return group.create_array("0", **options)
+    return zarr.create_array(str(path), zarr_format=fmt, overwrite=True,
+                             attributes=dict(source.get("attrs") or {}), **options)
+
+
+def move_into_place(tmp: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Rename the finished folder ``tmp`` to ``path``, replacing an older ``path``.
+
+    The older one is first renamed aside, so at every moment one complete version exists.
+    """
+    p = Path(path)
+    old = None
+    if p.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".old", dir=p.parent))
+        os.replace(p, old / p.name)
+    os.replace(tmp, p)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return p
+
+
 def plane_axis(meta: ImageMeta, axis: int | str) -> int:
     """The array axis to slice along: an index, or axial/coronal/sagittal from a NIfTI affine."""
     if isinstance(axis, str) and axis.lstrip("-").isdigit():
@@ -167,11 +302,14 @@ def write_image(path: str | os.PathLike, arr: np.ndarray, meta: ImageMeta | None
     if meta is not None and meta.path and Path(meta.path).resolve() == p.resolve():
         raise ValueError(f"refusing to overwrite the input {p}; choose another output path")
     p.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "zarr":
+        _write_zarr(p, arr, meta, spacing, dtype)
+        return p
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp" + extension(p), dir=p.parent)
     os.close(fd)
     try:
         if fmt == "npy":
-            np.save(tmp, _cast(arr, meta, dtype))
+            np.save(tmp, cast_output(arr, meta, dtype))
         elif fmt == "picture":
             import imageio.v3 as iio
             target = meta.dtype if meta is not None and meta.dtype in ("uint8", "uint16") else "uint8"
@@ -179,7 +317,7 @@ def write_image(path: str | os.PathLike, arr: np.ndarray, meta: ImageMeta | None
         elif fmt == "nifti":
             _write_nifti(tmp, arr, meta, spacing, affine, dtype)
         else:
-            _write_tiff(tmp, _cast(arr, meta, dtype), meta, spacing)
+            _write_tiff(tmp, cast_output(arr, meta, dtype), meta, spacing)
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -187,12 +325,23 @@ def write_image(path: str | os.PathLike, arr: np.ndarray, meta: ImageMeta | None
     return p
 
 
+def _write_zarr(p: Path, arr: np.ndarray, meta: ImageMeta | None, spacing, dtype: str) -> None:
+    tmp = tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        data = cast_output(arr, meta, dtype)
+        create_zarr(tmp, data.shape, data.dtype, meta, spacing=spacing)[...] = data
+        move_into_place(tmp, p)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def _round_clip(arr: np.ndarray, target: np.dtype) -> np.ndarray:
     info = np.iinfo(target)
     return np.clip(np.rint(arr), info.min, info.max).astype(target)
 
 
-def _cast(arr: np.ndarray, meta: ImageMeta | None, dtype: str) -> np.ndarray:
+def cast_output(arr: np.ndarray, meta: ImageMeta | None, dtype: str) -> np.ndarray:
     """float32, or the input's type (integers rounded and clipped to their range)."""
     if dtype == "float32" or meta is None:
         return np.asarray(arr, dtype=np.float32)

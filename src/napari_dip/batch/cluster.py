@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 from typing import Callable, Iterator
@@ -69,26 +70,37 @@ def run_on_cluster(client, todo: list[int], make_args: Callable[[int], tuple], *
                    channel_axis: int | None, retries: int, threads: int | None,
                    on_result: Callable[[int, np.ndarray, dict, dict], None],
                    on_failure: Callable[[int, str], None]) -> None:
-    """Submit one task per slice (retried ``retries`` times); report each result or failure.
+    """One task per slice (retried ``retries`` times); report each result or failure.
 
-    ``make_args(i)`` gives (image, mask, ground_truth) of flat slice ``i``. Results are handed
-    over as they finish, so the caller can store them; nothing is dropped silently.
+    ``make_args(i)`` gives (image, mask, ground_truth) of flat slice ``i``. Slices are read and
+    submitted as tasks finish, about two per worker thread in flight, so the caller holds only
+    those in memory; results are handed over as they finish, so the caller can store them;
+    nothing is dropped silently.
     """
     dist = _distributed()
-    futures = {}
-    for i in todo:
-        image, mask, truth = make_args(i)
-        fut = client.submit(restore_slice, config, image, channel_axis=channel_axis, mask=mask,
-                            ground_truth=truth, device=device, threads=threads,
-                            retries=retries, pure=False, key=f"napari-dip-slice-{i}-{os.urandom(4).hex()}")
-        futures[fut] = i
+    pending = iter(todo)
+    futures: dict = {}
+    queue = dist.as_completed()
+
+    def submit_more() -> None:
+        room = max(2, 2 * sum(client.nthreads().values())) - len(futures)
+        for i in itertools.islice(pending, max(room, 0)):
+            image, mask, truth = make_args(i)
+            fut = client.submit(restore_slice, config, image, channel_axis=channel_axis, mask=mask,
+                                ground_truth=truth, device=device, threads=threads, retries=retries,
+                                pure=False, key=f"napari-dip-slice-{i}-{os.urandom(4).hex()}")
+            futures[fut] = i
+            queue.add(fut)
+
+    submit_more()
     try:
-        for fut in dist.as_completed(list(futures)):
-            i = futures[fut]
+        for fut in queue:
+            i = futures.pop(fut)
             if fut.status != "finished":
                 err = fut.exception()
                 on_failure(i, f"{type(err).__name__}: {err}")
-                continue
-            on_result(i, *fut.result())
+            else:
+                on_result(i, *fut.result())
+            submit_more()
     finally:
         client.cancel(list(futures))

@@ -12,7 +12,7 @@ from .. import __version__
 from ..api import SliceDone, run
 from ..arrays import Intensity, check_image
 from ..core.fit import drain
-from ..io import ImageMeta, write_image
+from ..io import ImageMeta, file_format, write_image
 from .cluster import run_on_cluster
 from .store import SliceStore, settings_key
 from .volume import Slicing, parse_range, slicing_for
@@ -59,11 +59,20 @@ def process_volume(config, image: np.ndarray, meta: ImageMeta, output: str | Pat
     the range copied unchanged; zero for super-resolution) is written atomically once every
     slice of the range is done. ``client``: a Dask client to run slices as tasks on.
     Returns the report (also when slices failed or the run was cancelled: ``complete`` False).
+
+    A Zarr ``output`` is written slice by slice with one slice in memory (see
+    :mod:`napari_dip.batch.streaming`), so ``image`` may then be a lazy Zarr array larger than
+    memory; for other outputs a Zarr input is read whole.
     """
     out_path = Path(output)
     if meta.path and Path(meta.path).resolve() == out_path.resolve():
         raise ValueError(f"the output {out_path} is the input; choose another output so the input is kept")
-    image = check_image(image, "image", channel_axis)
+    if file_format(out_path) == "zarr":
+        from .streaming import process_zarr
+        return process_zarr(config, image, meta, out_path, axis=axis, slices=slices, channel_axis=channel_axis,
+                            mask=mask, ground_truth=ground_truth, device=device, dtype=dtype, client=client,
+                            retries=retries, threads=threads, restart=restart, on_event=on_event, cancel=cancel)
+    image = check_image(np.asarray(image), "image", channel_axis)
     cut = slicing_for(image.shape, meta, axis=axis, channel_axis=channel_axis)
     start, stop = parse_range(slices, cut.length)
     wanted = cut.flat_indices(start, stop)
@@ -87,15 +96,15 @@ def process_volume(config, image: np.ndarray, meta: ImageMeta, output: str | Pat
                   intensity={"offset": intensity.offset, "scale": intensity.scale})
     view_channel = cut.view_channel_axis
     if store.complete:  # everything wanted is in the final file already
-        _emit(on_event, VolumeStart(name, len(wanted), len(wanted)))
+        emit(on_event, VolumeStart(name, len(wanted), len(wanted)))
         _, report = drain(run(config, unit, channel_axis=view_channel, mask=mask_u, ground_truth=truth_u,
                               device=device, slices=[]))
-        return _report(report, header, store, wanted, wanted, {}, began, written=False)
+        return report_for(report, header, store, wanted, wanted, {}, began, written=False)
     store.open()
     done_before = store.done
     skipped = [i for i in wanted if i in done_before]
     todo = [i for i in wanted if i not in done_before]
-    _emit(on_event, VolumeStart(name, len(wanted), len(skipped)))
+    emit(on_event, VolumeStart(name, len(wanted), len(skipped)))
     failed: dict[int, str] = {}
     if client is None or not todo:
         report = _run_local(config, unit, view_channel, mask_u, truth_u, todo, store, device, on_event, cancel)
@@ -108,12 +117,33 @@ def process_volume(config, image: np.ndarray, meta: ImageMeta, output: str | Pat
     if complete:
         _write_output(out_path, image, meta, cut, store, wanted, intensity, factor, dtype)
         store.finish(str(out_path.resolve()))
-    return _report(report, header, store, wanted, skipped, failed, began, written=complete)
+    return report_for(report, header, store, wanted, skipped, failed, began, written=complete)
 
 
-def _emit(on_event, event) -> None:
+def emit(on_event, event) -> None:
+    """Hand ``event`` to ``on_event`` if there is one."""
     if on_event is not None:
         on_event(event)
+
+
+def mask_covers_image(mask, shape: tuple[int, ...], cut: Slicing) -> bool:
+    """Whether ``mask`` has the image's shape (else it is one slice's, (Y, X)); an error otherwise."""
+    if mask is None:
+        return False
+    if tuple(mask.shape) == tuple(shape):
+        return True
+    h, w = (shape[a] for a in cut.in_plane)
+    if tuple(mask.shape) != (h, w):
+        raise ValueError(f"mask has shape {tuple(mask.shape)}; use the shape of one slice {(h, w)} "
+                         f"or of the whole image {tuple(shape)}")
+    return False
+
+
+def check_truth(truth, cut: Slicing, factor: int) -> None:
+    """The ground truth must have the restored volume's shape."""
+    if truth is not None and tuple(truth.shape) != cut.output_shape(factor):
+        raise ValueError(f"ground truth has shape {tuple(truth.shape)}; it must match the restored volume, "
+                         f"shape {cut.output_shape(factor)}")
 
 
 def _view_mask(mask, image: np.ndarray, cut: Slicing):
@@ -121,22 +151,14 @@ def _view_mask(mask, image: np.ndarray, cut: Slicing):
     if mask is None:
         return None
     m = np.asarray(mask)
-    if m.shape == image.shape:
-        return np.ascontiguousarray(cut.view(m))
-    h, w = (image.shape[a] for a in cut.in_plane)
-    if m.shape != (h, w):
-        raise ValueError(f"mask has shape {m.shape}; use the shape of one slice {(h, w)} "
-                         f"or of the whole image {image.shape}")
-    return m
+    return np.ascontiguousarray(cut.view(m)) if mask_covers_image(m, image.shape, cut) else m
 
 
 def _view_truth(truth, cut: Slicing, factor: int, intensity: Intensity):
     if truth is None:
         return None
     t = np.asarray(truth)
-    if t.shape != cut.output_shape(factor):
-        raise ValueError(f"ground truth has shape {t.shape}; it must match the restored volume, "
-                         f"shape {cut.output_shape(factor)}")
+    check_truth(t, cut, factor)
     return intensity.to_unit(np.ascontiguousarray(cut.view(t)))
 
 
@@ -145,7 +167,7 @@ def _run_local(config, unit, view_channel, mask_u, truth_u, todo, store, device,
     def on(event) -> None:
         if isinstance(event, SliceDone) and not event.record.get("partial"):
             store.mark_done(event.slice, event.record)
-        _emit(on_event, event)
+        emit(on_event, event)
 
     _, report = drain(run(config, unit, channel_axis=view_channel, mask=mask_u, ground_truth=truth_u,
                           device=device, slices=todo, out=store.array, cancel=cancel,
@@ -171,12 +193,12 @@ def _run_cluster(client, config, unit, cut: Slicing, mask_u, truth_u, todo, stor
         store.array[cut.index(i)] = output
         store.mark_done(i, record)
         report.update(info)  # the worker's device and the network's size
-        _emit(on_event, SliceDone(i, len(finished), len(todo), output, record))
+        emit(on_event, SliceDone(i, len(finished), len(todo), output, record))
         finished.append(i)
 
     def on_failure(i: int, error: str) -> None:
         failed[i] = error
-        _emit(on_event, SliceFailed(i, error))
+        emit(on_event, SliceFailed(i, error))
 
     slice_channel = None if cut.channel_axis is None else 0
     run_on_cluster(client, todo, make_args, config=config, device=device, channel_axis=slice_channel,
@@ -199,8 +221,9 @@ def _write_output(path: Path, image: np.ndarray, meta: ImageMeta, cut: Slicing, 
                 affine=cut.output_affine(meta.affine, factor), dtype=dtype)
 
 
-def _report(api_report: dict, header: dict, store: SliceStore, wanted: list[int], skipped: list[int],
-            failed: dict[int, str], began: float, *, written: bool) -> dict:
+def report_for(api_report: dict, header: dict, store: SliceStore, wanted: list[int], skipped: list[int],
+               failed: dict[int, str], began: float, *, written: bool) -> dict:
+    """A volume's report: the api's header and settings, then slices done, skipped, failed, missing."""
     done = store.done
     report = {k: v for k, v in api_report.items() if k not in ("slices", "seconds", "input_shape", "intensity")}
     report.update(header)

@@ -1,4 +1,5 @@
-"""A resumable on-disk store of finished slices: a .npy memmap plus a JSON record.
+"""A resumable on-disk store of finished slices: a .npy memmap (or the Zarr output being
+written) plus a JSON record.
 
 The record names the settings it belongs to (a hash); a different hash discards the store
 instead of mixing results. A slice is listed as done only after its pixels were flushed to
@@ -8,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from ..io import write_json
+from ..io import move_into_place, open_zarr, write_json
 
 STORE = "store.npy"
 RECORD = "record.json"
@@ -99,3 +102,50 @@ class SliceStore:
 
     def _save(self) -> None:
         write_json(self.folder / RECORD, self.record)
+
+
+class ZarrStore(SliceStore):
+    """Finished slices written straight into the Zarr output, built in ``folder`` and moved
+    to the output's place once complete (a folder cannot be replaced in one step as a file can).
+
+    ``create(path)`` makes the empty output array (with its metadata) at ``path``.
+    """
+
+    def __init__(self, folder: str | Path, key: str, shape: tuple[int, ...], *, output: str | Path,
+                 dtype, create: Callable[[Path], object]):
+        super().__init__(folder, key, shape)
+        self.partial = self.folder / Path(output).name
+        self.dtype = np.dtype(dtype)
+        self.create = create
+
+    def open(self):
+        """The partial output, reused when the record matches it; otherwise made afresh."""
+        if self.record["done"] and not self.complete and self.partial.is_dir():
+            try:
+                arr = open_zarr(self.partial, mode="r+")
+                if arr.shape == self.shape and arr.dtype == self.dtype:
+                    self.array = arr
+                    return arr
+            except (OSError, ValueError, KeyError):
+                pass
+        shutil.rmtree(self.partial, ignore_errors=True)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.record = self._fresh()
+        self.array = self.create(self.partial)
+        self._save()
+        return self.array
+
+    def mark_done(self, flat: int, record: dict) -> None:
+        """Zarr writes reach the disk before they return: just list the slice."""
+        self.record["done"][str(int(flat))] = record
+        self._save()
+
+    def finish(self, output: str, keep: set[int] | None = None) -> None:
+        """Move the complete output into place; the record keeps only ``keep`` (the slices
+        restored in the output: others were overwritten by the copied-through input)."""
+        if keep is not None:
+            self.record["done"] = {k: v for k, v in self.record["done"].items() if int(k) in keep}
+        self.array = None
+        move_into_place(self.partial, output)
+        self.record.update(complete=True, output=str(output))
+        self._save()

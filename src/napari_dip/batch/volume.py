@@ -58,6 +58,31 @@ class Slicing:
         """The index into the transposed view that selects flat slice ``flat``."""
         return tuple(int(i) for i in np.unravel_index(flat, self.stack_shape)) if self.stack_shape else ()
 
+    def _where(self, flat: int) -> tuple[tuple, list[int]]:
+        """(key into the untransposed array, axis order of that part for the view)."""
+        at = dict(zip(self.perm, self.index(flat)))
+        key = tuple(at.get(a, slice(None)) for a in range(len(self.shape)))
+        rest = [a for a in range(len(self.shape)) if a not in at]
+        return key, [rest.index(a) for a in self.perm[len(at):]]
+
+    def read(self, array, flat: int) -> np.ndarray:
+        """Flat slice ``flat`` of ``array`` ([C,] Y, X), read alone: ``array`` may be lazy (Zarr).
+
+        ``array`` has this volume's axes (its in-plane sizes may differ, e.g. a super-resolved output).
+        """
+        key, order = self._where(flat)
+        return np.transpose(np.asarray(array[key]), order)
+
+    def write(self, array, flat: int, value: np.ndarray) -> None:
+        """Put ``value`` ([C,] Y, X) into flat slice ``flat`` of ``array`` (inverse of :meth:`read`)."""
+        key, order = self._where(flat)
+        array[key] = np.transpose(value, np.argsort(order))
+
+    @property
+    def count(self) -> int:
+        """Flat slices in the whole volume."""
+        return int(np.prod(self.stack_shape, dtype=np.int64))
+
     def output_shape(self, factor: int) -> tuple[int, ...]:
         return tuple(n * factor if a in self.in_plane else n for a, n in enumerate(self.shape))
 

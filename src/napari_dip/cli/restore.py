@@ -17,10 +17,11 @@ def register(sub) -> None:
                            ("superres", "super-resolve by an integer factor (Lanczos2 downsampling model)"),
                            ("inpaint", "fill the pixels where the mask is 0")):
         p = sub.add_parser(name, help=helptext, description=f"Deep Image Prior: {helptext}. Volumes "
-                           "(TIFF stacks, NIfTI, NPY) are processed slice by slice along --axis; runs resume "
-                           "where they stopped.")
+                           "(TIFF stacks, NIfTI, NPY, Zarr) are processed slice by slice along --axis; runs "
+                           "resume where they stopped. A Zarr output holds one slice in memory at a time.")
         p.add_argument("input", metavar="IN", nargs="+",
-                       help="images or volumes: .tif/.tiff, .nii/.nii.gz, .png/.jpg, .npy; folders and globs")
+                       help="images or volumes: .tif/.tiff, .nii/.nii.gz, .png/.jpg, .npy, .zarr/.ome.zarr; "
+                            "folders and globs")
         p.add_argument("-o", "--output", metavar="OUT", required=True,
                        help="output file (format from its name); a folder for several inputs")
         if name == "superres":
@@ -43,6 +44,7 @@ def register(sub) -> None:
 
 def _read_mask(path: str) -> np.ndarray:
     mask, meta = read_image(path)
+    mask = np.asarray(mask)
     if meta.channel_axis is not None:
         mask = mask[..., 0]
     return mask > 0
@@ -82,17 +84,26 @@ def run_task(args: argparse.Namespace) -> int:
     command = {k: getattr(args, k) for k in ("axis", "slices", "dtype", "workers", "scheduler", "retries",
                                               "restart", "channel_axis")}
     progress = VolumeProgress(args.task, quiet=args.quiet)
-    reports = []
+    reports, failures = [], []
     try:
         with open_client(workers=args.workers, scheduler=args.scheduler) as (client, threads):
             for src, out in jobs:
-                image, meta = read_image(src)
-                channel_axis = args.channel_axis if args.channel_axis is not None else meta.channel_axis
-                report = process_volume(config, image, meta, out, axis=args.axis, slices=args.slices,
-                                        channel_axis=channel_axis, mask=mask, ground_truth=truth,
-                                        device=args.device, dtype=args.dtype, client=client,
-                                        retries=args.retries, threads=threads, restart=args.restart,
-                                        on_event=progress)
+                try:
+                    image, meta = read_image(src)
+                    channel_axis = args.channel_axis if args.channel_axis is not None else meta.channel_axis
+                    report = process_volume(config, image, meta, out, axis=args.axis, slices=args.slices,
+                                            channel_axis=channel_axis, mask=mask, ground_truth=truth,
+                                            device=args.device, dtype=args.dtype, client=client,
+                                            retries=args.retries, threads=threads, restart=args.restart,
+                                            on_event=progress)
+                except Exception as err:  # one bad input must not stop the others
+                    if len(jobs) == 1:
+                        raise
+                    progress.close()
+                    failures.append({"input": str(src.resolve()), "output": str(out.resolve()),
+                                     "error": _reason(err)})
+                    print(f"{args.task} {src.name}: FAILED: {failures[-1]['error']}", file=sys.stderr)
+                    continue
                 report["command"] = command
                 reports.append(report)
                 progress.close()
@@ -104,16 +115,26 @@ def run_task(args: argparse.Namespace) -> int:
         raise
     finally:
         progress.close()
-    write_report(args.report, reports[0] if len(reports) == 1 else _summary(reports, command))
-    return 0 if all(r["complete"] for r in reports) else 1
+    write_report(args.report, reports[0] if len(jobs) == 1 else _summary(reports, failures, command))
+    for failure in failures:
+        print(f"napari-dip: FAILED {failure['input']}: {failure['error']}", file=sys.stderr)
+    return 0 if not failures and all(r["complete"] for r in reports) else 1
 
 
-def _summary(reports: list[dict], command: dict) -> dict:
-    """One report for several inputs: totals, and each input's report under ``volumes``."""
-    first = reports[0]
+def _reason(err: Exception) -> str:
+    """One line: the message of a user error, the type and message of anything else."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if isinstance(err, (ValueError, OSError, ImportError)) else f"{type(err).__name__}: {text}"
+
+
+def _summary(reports: list[dict], failures: list[dict], command: dict) -> dict:
+    """One report for several inputs: totals, each input's report under ``volumes``, and the
+    inputs that could not be processed under ``failed_inputs`` with the reason."""
+    first = reports[0] if reports else {}
     keep = ("task", "preset", "stop", "seed", "factor", "code", "network", "fit", "device", "torch", "napari_dip")
     return {**{k: first.get(k) for k in keep}, "command": command,
-            "inputs": len(reports), "complete": sum(r["complete"] for r in reports),
+            "inputs": len(reports) + len(failures), "complete": sum(r["complete"] for r in reports),
+            "failed_inputs": failures,
             "processed_slices": sum(len(r["processed_slices"]) for r in reports),
             "skipped_slices": sum(len(r["skipped_slices"]) for r in reports),
             "failed_slices": sum(len(r["failed_slices"]) for r in reports),
