@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import restore
+from . import decoder, restore, sweep
 
 #: Modules that add subcommands; each has ``register(subparsers)`` and sets ``func``.
-COMMANDS = [restore]
+COMMANDS = [restore, decoder, sweep]
 
 
 class UserError(Exception):

@@ -36,3 +36,113 @@ def ssim(x: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0, win_size: 
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux ** 2 + uy ** 2 + c1) * (vx + vy + c2))
     return s.reshape(g, c, -1).mean(dim=(1, 2)).float()
+
+
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+
+def _gaussian_window(size: int, sigma: float) -> torch.Tensor:
+    t = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    g = g / g.sum()
+    return torch.outer(g, g)[None, None]
+
+
+def ms_ssim_min_size(scales: int = 5, win_size: int = 11) -> int:
+    """The smallest side MS-SSIM accepts: the window must fit at the coarsest scale."""
+    return win_size * 2 ** (scales - 1)
+
+
+def ms_ssim(x: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0,
+            weights: tuple[float, ...] = MS_SSIM_WEIGHTS, win_size: int = 11,
+            sigma: float = 1.5) -> torch.Tensor:
+    """Multi-scale SSIM (Wang, Simoncelli & Bovik 2003) per image, averaged over channels.
+
+    One scale per weight (default 5, the paper's weights), 11x11 Gaussian windows with
+    sigma 1.5 and no padding, 2x2 average pooling between scales; negative contrast terms
+    are clipped at 0. Raises ValueError for images smaller than :func:`ms_ssim_min_size`.
+    """
+    need = ms_ssim_min_size(len(weights), win_size)
+    if min(x.shape[-2:]) < need:
+        raise ValueError(f"MS-SSIM with {len(weights)} scales needs images of at least {need}x{need} "
+                         f"pixels, got {tuple(x.shape[-2:])}")
+    g, c, h, w = x.shape
+    a = x.double().reshape(g * c, 1, h, w)
+    b = ref.double().reshape(g * c, 1, h, w)
+    win = _gaussian_window(win_size, sigma).to(a.device)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    result = torch.ones(g * c, dtype=torch.float64, device=a.device)
+    for i, wt in enumerate(weights):
+        ux, uy = F.conv2d(a, win), F.conv2d(b, win)
+        vx = F.conv2d(a * a, win) - ux ** 2
+        vy = F.conv2d(b * b, win) - uy ** 2
+        vxy = F.conv2d(a * b, win) - ux * uy
+        cs = ((2 * vxy + c2) / (vx + vy + c2)).flatten(1).mean(1)
+        if i == len(weights) - 1:
+            lum = ((2 * ux * uy + c1) / (ux ** 2 + uy ** 2 + c1)).flatten(1)
+            term = (lum * ((2 * vxy + c2) / (vx + vy + c2)).flatten(1)).mean(1)
+        else:
+            term = cs
+            a, b = F.avg_pool2d(a, 2), F.avg_pool2d(b, 2)
+        result = result * term.clamp_min(0) ** wt
+    return result.reshape(g, c).mean(1).float()
+
+
+VIF_SCALES = 4
+
+
+def vif_min_size() -> int:
+    """The smallest side the 4-scale pixel-domain VIF accepts."""
+    need = _vif_window(VIF_SCALES)
+    for scale in range(VIF_SCALES, 1, -1):  # undo the subsampling and the valid filter
+        need = max(2 * need - 1 + _vif_window(scale) - 1, _vif_window(scale - 1))
+    return need
+
+
+def _vif_window(scale: int) -> int:
+    return 2 ** (VIF_SCALES - scale + 1) + 1
+
+
+def vif(x: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0, noise_var: float = 2.0) -> torch.Tensor:
+    """Pixel-domain visual information fidelity (VIFp, Sheikh & Bovik 2006), 4 scales.
+
+    ``x`` is the distorted image, ``ref`` the reference; both are rescaled to 0..255 first
+    (``noise_var`` = 2 is the HVS noise variance on that scale). Scale j (1..4) uses an
+    N x N Gaussian window, N = 2^(5-j) + 1, sd N/5; coarser scales are filtered with their
+    window and subsampled by 2. 1 for identical images, lower when information is lost.
+    Raises ValueError for images smaller than :func:`vif_min_size`.
+    """
+    need = vif_min_size()
+    if min(x.shape[-2:]) < need:
+        raise ValueError(f"VIF needs images of at least {need}x{need} pixels, got {tuple(x.shape[-2:])}")
+    g, c, h, w = x.shape
+    d = x.double().reshape(g * c, 1, h, w) * (255.0 / data_range)
+    r = ref.double().reshape(g * c, 1, h, w) * (255.0 / data_range)
+    eps = 1e-10
+    num = torch.zeros(g * c, dtype=torch.float64, device=d.device)
+    den = torch.zeros_like(num)
+    for scale in range(1, VIF_SCALES + 1):
+        n = _vif_window(scale)
+        win = _gaussian_window(n, n / 5).to(d.device)
+        if scale > 1:
+            r = F.conv2d(r, win)[..., ::2, ::2]
+            d = F.conv2d(d, win)[..., ::2, ::2]
+        mu1, mu2 = F.conv2d(r, win), F.conv2d(d, win)
+        s1 = (F.conv2d(r * r, win) - mu1 ** 2).clamp_min(0)
+        s2 = (F.conv2d(d * d, win) - mu2 ** 2).clamp_min(0)
+        s12 = F.conv2d(r * d, win) - mu1 * mu2
+        gain = s12 / (s1 + eps)
+        sv = s2 - gain * s12
+        flat1 = s1 < eps
+        gain = torch.where(flat1, 0.0, gain)
+        sv = torch.where(flat1, s2, sv)
+        s1 = torch.where(flat1, 0.0, s1)
+        flat2 = s2 < eps
+        gain = torch.where(flat2, 0.0, gain)
+        sv = torch.where(flat2, 0.0, sv)
+        sv = torch.where(gain < 0, s2, sv)
+        gain = gain.clamp_min(0)
+        sv = sv.clamp_min(eps)
+        num += torch.log10(1 + gain ** 2 * s1 / (sv + noise_var)).flatten(1).sum(1)
+        den += torch.log10(1 + s1 / noise_var).flatten(1).sum(1)
+    return (num / den.clamp_min(eps)).reshape(g, c).mean(1).float()

@@ -1,0 +1,52 @@
+"""``napari-dip decoder``: files beside OUT, report contents, volume slices."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import tifffile
+
+from napari_dip.cli import main
+
+
+def phantom(h=32, w=32):
+    y, x = np.mgrid[0:h, 0:w]
+    return (1000 + 800 * np.sin(x / 4.0) * np.cos(y / 5.0)).astype(np.float32)
+
+
+def test_ensemble_and_patches_write_the_documented_files(tmp_path, capsys):
+    src = tmp_path / "in.tif"
+    tifffile.imwrite(src, phantom())
+    out = tmp_path / "fit.tif"
+    rep = tmp_path / "r.json"
+    code = main(["decoder", str(src), "-o", str(out), "--channels", "8", "--blocks", "2", "--scale", "4",
+                 "--patches", "1x2", "--ensemble", "2", "--iterations", "40", "--device", "cpu",
+                 "--report", str(rep), "--quiet"])
+    assert code == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["fit.tif", "fit_member0.tif", "fit_member1.tif", "fit_patch_r0c0.tif", "fit_patch_r0c1.tif",
+                     "fit_std.tif", "in.tif", "r.json"]
+    mean, m0, m1 = (tifffile.imread(tmp_path / n) for n in ("fit.tif", "fit_member0.tif", "fit_member1.tif"))
+    np.testing.assert_allclose(mean, (m0 + m1) / 2, rtol=1e-5)
+    assert tifffile.imread(tmp_path / "fit_patch_r0c1.tif").shape == (32, 16)
+    report = json.loads(rep.read_text())
+    assert report["ensemble"] == 2 and len(report["members"]) == 2 and "cv_percent" in report
+    assert len(report["patch_metrics"]) == 2 and report["outputs"]["std"].endswith("fit_std.tif")
+    printed = capsys.readouterr().out
+    assert "member 1 (seed 2)" in printed and "CV of PSNR across members" in printed
+    assert "parameters" in printed and "patch r0c1" in printed
+
+
+def test_one_slice_of_a_volume_and_errors(tmp_path, capsys):
+    vol = np.stack([phantom(24, 24) * (1 + 0.1 * i) for i in range(5)])
+    src = tmp_path / "vol.npy"
+    np.save(src, vol)
+    out = tmp_path / "mid.npy"
+    assert main(["decoder", str(src), "-o", str(out), "--slice", "middle", "--channels", "8", "--blocks", "2",
+                 "--scale", "4", "--iterations", "30", "--code", "perlin", "--device", "cpu", "--quiet"]) == 0
+    res = np.load(out)
+    assert res.shape == (24, 24) and abs(float(res.mean()) - float(vol[2].mean())) < 0.1 * float(vol[2].mean())
+    assert main(["decoder", str(src), "-o", str(out), "--device", "cpu"]) == 2
+    assert "pick one slice with --slice" in capsys.readouterr().err
+    assert main(["decoder", str(src), "-o", str(out), "--slice", "1", "--preset", "paper"]) == 2
+    assert "--preset does not apply" in capsys.readouterr().err
