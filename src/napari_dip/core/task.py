@@ -10,9 +10,8 @@ from . import operators
 from .fit import FitSettings, Problem
 from .inputs import make_code
 from .nets.factory import build_network
-from .nets.skip import SkipConfig
-from .presets import get_preset
-from .stopping import STOP_RULES, make_stop_rule
+from .presets import NETWORK_TYPES, get_preset
+from .stopping import STOP_RULES, StopSettings, make_stop_rule
 
 
 @dataclass(frozen=True)
@@ -28,9 +27,11 @@ class TaskConfig:
     stop: str = "auto"
     seed: int = 0
     extra: dict = field(default_factory=dict)
+    stopping: StopSettings = field(default_factory=StopSettings)
+    architecture: str = "skip"
 
     def stop_rule(self, n_problems: int):
-        return make_stop_rule(self.stop, n_problems)
+        return make_stop_rule(self.stop, n_problems, self.stopping)
 
 
 def make_config(task: str, *, preset: str | None = None, factor: int = 1,
@@ -38,11 +39,15 @@ def make_config(task: str, *, preset: str | None = None, factor: int = 1,
                 code_noise: float | None = None, ema: float | None = None,
                 stop: str = "auto", seed: int = 0, precision: str | None = None,
                 preview_every: int | None = None, network: dict | Any | None = None,
-                code: str | None = None) -> TaskConfig:
+                code: str | None = None, architecture: str | None = None,
+                stopping: dict | StopSettings | None = None) -> TaskConfig:
     """Resolve a preset and the caller's overrides into a validated :class:`TaskConfig`.
 
-    ``network`` is either a full network config or a dict of fields to change in the
-    preset's (for the skip network: ``channels_down``, ``activation``, ``upsample``...).
+    ``architecture`` picks the network: ``skip`` (default) or ``resunet`` (residual U-Net
+    with dropout). ``network`` is either a full network config or a dict of fields to change
+    in the preset's (skip: ``channels_down``, ``activation``...; resunet: ``channels``,
+    ``dropout``...). ``stopping`` is a :class:`StopSettings` or a dict of its fields to
+    change in the preset's (``variant``, ``window``, ``patience``, ``min_iterations``...).
     """
     if task == "superres":
         operators.Downsample(factor)  # validates the factor
@@ -52,26 +57,41 @@ def make_config(task: str, *, preset: str | None = None, factor: int = 1,
         raise ValueError(f"unknown stopping rule {stop!r}; choose one of {', '.join(STOP_RULES)}")
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    p = get_preset(task, preset, factor=factor)
+    p = get_preset(task, preset, factor=factor, architecture=architecture or "skip")
     overrides = {k: v for k, v in dict(iterations=iterations, lr=lr, code_noise=code_noise, ema=ema,
                                        precision=precision, preview_every=preview_every).items()
                  if v is not None}
     fit = replace(p.fit, **overrides).validate()
     net = p.network
     if isinstance(network, dict):
-        unknown = set(network) - set(SkipConfig.__dataclass_fields__)
+        fields = type(net).__dataclass_fields__
+        unknown = set(network) - set(fields)
         if unknown:
             raise ValueError(f"unknown network option(s) {', '.join(sorted(unknown))}; choose from "
-                             f"{', '.join(SkipConfig.__dataclass_fields__)}")
+                             f"{', '.join(fields)}")
         net = replace(net, **{k: tuple(v) if isinstance(v, list) else v for k, v in network.items()})
     elif network is not None:
         net = network
+    arch = next((k for k, t in NETWORK_TYPES.items() if isinstance(net, t)), architecture or "custom")
     code = code or p.code
-    if code == "meshgrid" and isinstance(net, SkipConfig):
+    if code == "meshgrid" and hasattr(net, "code_channels"):
         net = replace(net, code_channels=2)
     net.validate()
     return TaskConfig(task=task, preset=p.name, network=net, fit=fit, code=code,
-                      factor=factor, stop=stop, seed=seed)
+                      factor=factor, stop=stop, seed=seed, stopping=_stopping(p.stopping, stopping),
+                      architecture=arch)
+
+
+def _stopping(base: StopSettings, change: dict | StopSettings | None) -> StopSettings:
+    if isinstance(change, StopSettings):
+        return change.validate()
+    if change is None:
+        return base.validate()
+    unknown = set(change) - set(StopSettings.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown stopping option(s) {', '.join(sorted(unknown))}; choose from "
+                         f"{', '.join(StopSettings.__dataclass_fields__)}")
+    return replace(base, **change).validate()
 
 
 def make_operator(config: TaskConfig, mask: torch.Tensor | None = None):
