@@ -13,7 +13,8 @@ import numpy as np
 
 from . import __version__
 from .arrays import Intensity, Layout, as_slices, check_image, from_slices, layout_of, pad_reflect, padded_size
-from .core.fit import FitResult, Progress, drain, fit, resolve_device
+from .core.fit import FitResult, Progress, drain, fit, problem_bytes, resolve_device
+from .core.nets.factory import copy_problem
 from .core.task import TaskConfig, build_problem, make_config
 
 __all__ = ["denoise", "super_resolve", "inpaint", "run", "make_config", "SliceProgress", "SliceDone"]
@@ -21,12 +22,18 @@ __all__ = ["denoise", "super_resolve", "inpaint", "run", "make_config", "SlicePr
 
 @dataclass
 class SliceProgress:
-    """Progress within slice number ``slice`` (the ``position``-th of ``count`` to do)."""
+    """Progress within slice number ``slice`` (the ``position``-th of ``count`` to do).
+
+    Slices fitted together in one batch share one event per iteration: ``slice`` and
+    ``position`` are the batch's first, ``slices`` lists all of them, and the lists in
+    ``progress`` (and its preview) hold one entry per slice of the batch.
+    """
 
     slice: int
     position: int
     count: int
     progress: Progress
+    slices: tuple[int, ...] = ()
 
 
 @dataclass
@@ -65,7 +72,8 @@ def _baseline(observed: np.ndarray, config: TaskConfig) -> np.ndarray:
 
 def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None, ground_truth=None,
         device: str = "auto", slices: Sequence[int] | None = None, out: np.ndarray | None = None,
-        cancel: Callable[[], bool] | None = None,
+        cancel: Callable[[], bool] | None = None, batch_size: int | None = None,
+        warm_start: bool = False,
         ) -> Generator[SliceProgress | SliceDone, None, tuple[np.ndarray, dict]]:
     """Restore ``image`` slice by slice; yield progress and finished slices; return (output, report).
 
@@ -73,6 +81,11 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
     has the input's shape with Y and X multiplied by the factor, float32 in the input's
     intensity units; slices not processed are copied from ``out`` if given, otherwise from the
     input (denoising, inpainting) or left at 0 (super-resolution). The input is never modified.
+
+    ``batch_size`` slices are fitted at once as independent networks (same result per slice
+    as one at a time); ``None`` picks it from the free memory and the slice size (see
+    :func:`auto_batch_size`). With ``warm_start`` each batch starts from the weights fitted
+    to the last slice of the batch before, and the stopping rule decides how long it goes on.
     """
     image = check_image(image, "image", channel_axis)
     layout = layout_of(image, channel_axis)
@@ -83,6 +96,8 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
     msk = _prepare_mask(mask, layout, channel_axis) if config.task == "inpaint" else None
     if config.task == "inpaint" and msk is None:
         raise ValueError("inpainting needs a mask the size of the image (1 = known, 0 = to fill)")
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive integer or None (automatic), got {batch_size!r}")
     if out is None:
         out_slices = (intensity.from_unit(intensity.to_unit(src)) if factor == 1
                       else np.zeros((layout.n_slices, layout.channels, *(s * factor for s in layout.spatial)),
@@ -98,29 +113,41 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
     dev = resolve_device(device)
     h, w = layout.spatial
     ph, pw = padded_size(config.network, h, w, factor)
+    size = batch_size or auto_batch_size(config, layout.channels, (ph * factor, pw * factor), dev)
+    size = max(1, min(size, len(todo)))
     records: list[dict] = []
     report = _report_header(config, dev, layout, intensity, (ph * factor, pw * factor))
+    report.update(batch_size=size, warm_start=bool(warm_start))
     start = time.perf_counter()
     cancelled = False
-    for position, index in enumerate(todo):
-        torch = _torch()
-        observed = intensity.to_unit(src[index])
-        obs_t = torch.from_numpy(pad_reflect(observed, ph, pw)[None].copy())
-        gt_t = None if gt is None else torch.from_numpy(
-            pad_reflect(intensity.to_unit(gt[index]), ph * factor, pw * factor)[None].copy())
-        msk_t = None if msk is None else torch.from_numpy(pad_reflect(msk[index], ph, pw)[None].copy())
-        problem = build_problem(config, obs_t, seeds=[config.seed], mask=msk_t, ground_truth=gt_t)
-        gen = fit(problem, config.fit, config.stop_rule(1), device=dev, cancel=cancel)
-        result: FitResult = yield from _relay(gen, index, position, len(todo))
-        restored = result.output[0, :, : h * factor, : w * factor]
-        record = _slice_record(index, result, restored, observed, None if gt is None else intensity.to_unit(gt[index]), config)
+    torch = _torch()
+    previous = None  # (network, problems) of the last batch, for warm starts
+    for first in range(0, len(todo), size):
+        batch = todo[first:first + size]
+        n = len(batch)
+        obs = [intensity.to_unit(src[i]) for i in batch]
+        obs_t = torch.from_numpy(np.stack([pad_reflect(o, ph, pw) for o in obs]))
+        gt_t = None if gt is None else torch.from_numpy(np.stack(
+            [pad_reflect(intensity.to_unit(gt[i]), ph * factor, pw * factor) for i in batch]))
+        msk_t = None if msk is None else torch.from_numpy(np.stack([pad_reflect(msk[i], ph, pw) for i in batch]))
+        problem = build_problem(config, obs_t, seeds=[config.seed] * n, mask=msk_t, ground_truth=gt_t)
+        if warm_start and previous is not None:
+            copy_problem(previous[0], previous[1] - 1, previous[1], problem.network)
+        gen = fit(problem, config.fit, config.stop_rule(n), device=dev, cancel=cancel)
+        result: FitResult = yield from _relay(gen, batch, first, len(todo))
+        previous = (problem.network, n) if warm_start else None
         report.setdefault("parameters", result.parameters)
-        if result.cancelled:
-            cancelled = True
-            record["partial"] = True
-        out_slices[index] = intensity.from_unit(restored)
-        records.append(record)
-        yield SliceDone(index, position, len(todo), out_slices[index], record)
+        for g, index in enumerate(batch):
+            restored = result.output[g, :, : h * factor, : w * factor]
+            truth = None if gt is None else intensity.to_unit(gt[index])
+            record = _slice_record(index, g, result, restored, obs[g], truth, config)
+            record.update(batch=n, warm_start=bool(warm_start and first > 0))
+            if result.cancelled:
+                cancelled = True
+                record["partial"] = True
+            out_slices[index] = intensity.from_unit(restored)
+            records.append(record)
+            yield SliceDone(index, first + g, len(todo), out_slices[index], record)
         if cancelled:
             break
     report["slices"] = records
@@ -131,14 +158,31 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
     return output, report
 
 
-def _relay(gen, index: int, position: int, count: int):
+def auto_batch_size(config: TaskConfig, channels: int, size: tuple[int, int], device) -> int:
+    """How many slices to fit at once: as many as a quarter of the free device memory holds,
+    and on the CPU no more than fill 2**17 pixels (beyond that, batches stop paying off)."""
+    import psutil
+    torch = _torch()
+    make = lambda: config.network.build(channels, 1)  # noqa: E731
+    need = problem_bytes(make, config.network.code_shape(*size))
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+    else:
+        free = psutil.virtual_memory().available
+    fits = max(1, int(free // 4 // need))
+    if device.type == "cpu":
+        fits = min(fits, max(1, 2 ** 17 // (size[0] * size[1])))
+    return fits
+
+
+def _relay(gen, batch: list[int], position: int, count: int):
     """Yield a fit's progress as SliceProgress events and return its result."""
     while True:
         try:
             event = next(gen)
         except StopIteration as stop:
             return stop.value
-        yield SliceProgress(index, position, count, event)
+        yield SliceProgress(batch[0], position, count, event, tuple(batch))
 
 
 def _prepare_aux(arr, name: str, layout: Layout, channel_axis: int | None, factor: int) -> np.ndarray | None:
@@ -179,12 +223,14 @@ def _report_header(config: TaskConfig, dev, layout: Layout, intensity: Intensity
     }
 
 
-def _slice_record(index: int, result: FitResult, restored: np.ndarray, observed: np.ndarray,
+def _slice_record(index: int, g: int, result: FitResult, restored: np.ndarray, observed: np.ndarray,
                   truth: np.ndarray | None, config: TaskConfig) -> dict:
+    """The record of problem ``g`` of a fit; ``seconds`` is its share of the batch's time."""
+    n = len(result.stop_iterations)
     record = {
-        "slice": index, "iterations": result.iterations, "seconds": round(result.seconds, 3),
-        "final_loss": float(result.loss_curve[-1, 0]) if len(result.loss_curve) else None,
-        "stop_iteration": int(result.stop_iterations[0]), "restarts": result.restarts,
+        "slice": index, "iterations": result.iterations, "seconds": round(result.seconds / n, 3),
+        "final_loss": float(result.loss_curve[-1, g]) if len(result.loss_curve) else None,
+        "stop_iteration": int(result.stop_iterations[g]), "restarts": result.restarts,
     }
     if truth is not None:
         base = _baseline(observed, config)
@@ -195,13 +241,14 @@ def _slice_record(index: int, result: FitResult, restored: np.ndarray, observed:
 
 def _restore(task: str, image, *, factor: int = 1, mask=None, preset=None, iterations=None, lr=None,
              stop="auto", ground_truth=None, seed=0, device="auto", channel_axis=None, precision=None,
-             network=None, code=None, return_report=False, callback=None, cancel=None):
+             network=None, code=None, return_report=False, callback=None, cancel=None,
+             batch_size=None, warm_start=False):
     config = make_config(task, preset=preset, factor=factor, iterations=iterations, lr=lr, stop=stop,
                          seed=seed, precision=precision, network=network, code=code)
     if config.stop == "oracle" and ground_truth is None:
         raise ValueError("stop='oracle' needs ground_truth (it is for evaluation only)")
     gen = run(config, image, channel_axis=channel_axis, mask=mask, ground_truth=ground_truth,
-              device=device, cancel=cancel)
+              device=device, cancel=cancel, batch_size=batch_size, warm_start=warm_start)
     output, report = drain(gen, callback)
     return (output, report) if return_report else output
 
@@ -212,7 +259,9 @@ _DOC_OPTIONS = """
     'cpu', 'cuda', 'cuda:N', 'mps'), ``channel_axis``, ``precision`` ('fp32', 'bf16', 'auto'),
     ``network`` (dict of skip-network fields to change), ``code`` ('uniform', 'meshgrid'),
     ``return_report`` (also return the fitting report), ``callback`` (called with every
-    progress event), ``cancel`` (a callable polled between iterations).
+    progress event), ``cancel`` (a callable polled between iterations), ``batch_size``
+    (slices fitted at once; default automatic), ``warm_start`` (start each batch of slices
+    from the weights fitted to the slice before).
 
     Returns float32 in the input's intensity units; nD stacks are processed slice by slice
     over the axes before Y, X (and the channel axis).

@@ -174,7 +174,7 @@ def fit_decoder(image, *, task: str = "fit", channels: int | tuple[int, ...] = 6
     f = factor if task == "superres" else 1
     net = DecoderConfig(channels=tuple(channels) if isinstance(channels, (list, tuple)) else channels,
                         blocks=blocks, scale=scale, upsample=upsample).validate()
-    config = make_config("denoise" if task == "fit" else task, factor=f, iterations=iterations, lr=lr,
+    config = make_config(task, factor=f, iterations=iterations, lr=lr,
                          code_noise=0.0, ema=0.0, stop=stop, seed=seed, precision=precision,
                          network=net, code=kind)
     intensity = Intensity.of(image)

@@ -23,11 +23,19 @@ from .metrics import ssim as ssim_fn
 from .nets.blocks import count_parameters
 
 PRECISIONS = ("auto", "fp32", "bf16")
+LAYOUTS = ("auto", "channels_last", "default")
 
 
 @dataclass(frozen=True)
 class FitSettings:
-    """Optimisation settings shared by every task."""
+    """Optimisation settings shared by every task.
+
+    ``precision``: ``auto`` (bfloat16 autocast on CUDA GPUs that support it and on CPUs with
+    AMX or AVX512-BF16 for batches of at least 128 x 128 pixels, fp32 elsewhere; see
+    :func:`resolve_precision`), ``bf16`` or ``fp32``; weights and optimiser state
+    stay fp32. ``layout``: ``auto`` (channels-last with bfloat16, the default layout in fp32,
+    where channels-last BatchNorm loses precision), ``channels_last`` or ``default``.
+    """
 
     iterations: int = 3000
     lr: float = 0.01
@@ -36,7 +44,8 @@ class FitSettings:
     loss_jump: float = 3.0
     preview_every: int = 0
     metrics_every: int = 25
-    precision: str = "fp32"
+    precision: str = "auto"
+    layout: str = "auto"
 
     def validate(self) -> "FitSettings":
         if self.iterations < 1:
@@ -50,6 +59,8 @@ class FitSettings:
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; choose one of "
                              f"{', '.join(PRECISIONS)}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {self.layout!r}; choose one of {', '.join(LAYOUTS)}")
         return self
 
 
@@ -119,15 +130,62 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for a precision setting, or None for plain fp32."""
+def cpu_has_fast_bf16() -> bool:
+    """True when this CPU multiplies bfloat16 in hardware (AMX tiles or AVX512-BF16)."""
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+BF16_MIN_PIXELS = 128 * 128  # below this many pixels per batch bf16 autocast does not pay on a CPU
+
+
+def resolve_precision(precision: str, device: torch.device, *, pixels: int | None = None) -> torch.dtype | None:
+    """The autocast dtype for a precision setting, or None for plain fp32.
+
+    ``auto`` is bfloat16 on CUDA GPUs that support it, and on CPUs with bfloat16 hardware
+    when a batch has at least ``BF16_MIN_PIXELS`` pixels (``pixels``: G * H * W); smaller
+    fits are bound by memory traffic and casting costs more than it saves.
+    """
     if precision == "fp32":
         return None
     if precision == "bf16":
         return torch.bfloat16
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
+    if device.type == "cpu" and cpu_has_fast_bf16() and (pixels is None or pixels >= BF16_MIN_PIXELS):
+        return torch.bfloat16
     return None
+
+
+def resolve_layout(layout: str, amp: torch.dtype | None) -> torch.memory_format:
+    """The memory format for a layout setting (``auto``: channels-last only with autocast)."""
+    if layout == "channels_last" or (layout == "auto" and amp is not None):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def _rows(tensors: Sequence[torch.Tensor], n: int) -> list[torch.Tensor]:
+    """Views (G, ...) of packed tensors: problem g owns the g-th block of dim 0."""
+    return [t.unflatten(0, (n, -1)) for t in tensors]
+
+
+def problem_bytes(make: Callable[[], nn.Module], code_shape: Sequence[int]) -> int:
+    """Device memory one problem of a fit needs: fp32 weights x 4 (weights, gradients, two
+    Adam moments) and the activations kept for the backward pass, counted by a forward pass
+    on the meta device (no memory, no compute)."""
+    total = 0
+
+    def count(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += t.numel() * 4
+        return t
+
+    with torch.device("meta"):
+        net = make()
+        code = torch.empty(1, *code_shape)
+    with torch.autograd.graph.saved_tensors_hooks(count, lambda t: t):
+        out = net(code)
+    return total + 4 * out.numel() * 4 + 16 * sum(p.numel() for p in net.parameters())
 
 
 def _generators(seeds: Sequence[int], device: torch.device) -> list[torch.Generator]:
@@ -147,7 +205,8 @@ def fit(problem: Problem, settings: FitSettings, rule, *, device: torch.device,
     result holds what the stopping rule has so far (``cancelled=True``).
     """
     settings.validate()
-    net = problem.network.to(device).train()
+    amp = resolve_precision(settings.precision, device, pixels=problem.n * problem.code[0, 0].numel())
+    net = problem.network.to(device, memory_format=resolve_layout(settings.layout, amp)).train()
     code = problem.code.to(device)
     y = problem.observed.to(device)
     op = problem.operator.to(device) if hasattr(problem.operator, "to") else problem.operator
@@ -158,13 +217,14 @@ def fit(problem: Problem, settings: FitSettings, rule, *, device: torch.device,
     gens = _generators(problem.seeds, device)
     params = [p for p in net.parameters() if p.requires_grad]
     good = [p.detach().clone() for p in params]
-    opt = torch.optim.Adam(params, lr=settings.lr)
-    amp = resolve_precision(settings.precision, device)
+    rows, good_rows = _rows([p.detach() for p in params], n), _rows(good, n)
+    fused = {"fused": True} if device.type in ("cpu", "cuda") else {}
+    opt = torch.optim.Adam(params, lr=settings.lr, **fused)
     autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp else contextlib.nullcontext
 
     losses, psnrs, ssims = [], [], []
     ema = None
-    prev_loss = None
+    prev_loss = prev_out = None
     restarts = 0
     done = torch.zeros(n, dtype=torch.bool)
     start = time.perf_counter()
@@ -187,23 +247,28 @@ def fit(problem: Problem, settings: FitSettings, rule, *, device: torch.device,
         per_problem = ((op(out) - y) ** 2).flatten(1).mean(1)
         per_problem.sum().backward()
         loss_now = per_problem.detach().cpu()
-        if prev_loss is not None and bool((loss_now > settings.loss_jump * prev_loss).any()):
-            # The loss jumped: go back to the last good weights and skip this step.
+        out = out.detach()
+        jumped = (torch.zeros(n, dtype=torch.bool) if prev_loss is None
+                  else loss_now > settings.loss_jump * prev_loss)
+        if bool(jumped.any()):
+            # Per problem: the loss jumped, so go back to the last good weights, drop this
+            # gradient and repeat the last good output and loss. The optimiser still counts
+            # the step, so problems fitted in one batch follow the paths they follow alone.
+            restarts += int(jumped.sum())
+            keep = jumped.to(device)
             with torch.no_grad():
-                torch._foreach_copy_(params, good)
-            restarts += 1
-            opt.zero_grad(set_to_none=True)
-            losses.append(prev_loss.tolist())
-            if psnrs:
-                psnrs.append(psnrs[-1])
-            yield Progress(it, settings.iterations, prev_loss.tolist(), done=done.tolist())
-            continue
+                for r, g in zip(rows, good_rows):
+                    r[keep] = g[keep]
+                for grad in _rows([p.grad for p in params], n):
+                    grad[keep] = 0
+            out = torch.where(keep.view(-1, 1, 1, 1), prev_out, out)
+            loss_now = torch.where(jumped, prev_loss, loss_now)
         with torch.no_grad():
-            torch._foreach_copy_(good, params)
+            torch._foreach_copy_(good, [p.detach() for p in params])
         opt.step()
-        prev_loss = loss_now
+        prev_loss, prev_out = loss_now, out
+        reported = loss_now.tolist()
         with torch.no_grad():
-            out = out.detach()
             if settings.ema > 0:
                 ema = out.clone() if ema is None else ema.mul_(settings.ema).add_(out, alpha=1 - settings.ema)
                 candidate = ema
@@ -211,8 +276,8 @@ def fit(problem: Problem, settings: FitSettings, rule, *, device: torch.device,
                 candidate = out
             p = psnr_fn(candidate, gt) if gt is not None else None
             done |= rule.observe(it, out, candidate, p)
-        losses.append(loss_now.tolist())
-        event = Progress(it, settings.iterations, loss_now.tolist(), done=done.tolist())
+        losses.append(reported)
+        event = Progress(it, settings.iterations, reported, done=done.tolist())
         if p is not None:
             event.psnr = p.cpu().tolist()
             psnrs.append(event.psnr)

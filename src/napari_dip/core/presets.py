@@ -9,10 +9,10 @@ from .nets.resunet import ResUNetConfig
 from .nets.skip import SkipConfig
 from .stopping import StopSettings
 
-TASKS = ("denoise", "superres", "inpaint")
+TASKS = ("denoise", "superres", "inpaint", "fit")  # fit: represent a clean image (A = I)
 PRESET_NAMES = ("paper", "fast")
 ARCHITECTURES = ("skip", "resunet")
-DEFAULT_PRESET = {"denoise": "fast", "superres": "fast", "inpaint": "fast"}
+DEFAULT_PRESET = {"denoise": "fast", "superres": "fast", "inpaint": "fast", "fit": "fast"}
 
 PAPER_NET = SkipConfig()  # 32-channel code, 5 scales of 128, 4 skip channels
 FAST_NET = SkipConfig(channels_down=(16, 32, 64, 128, 128), channels_up=(16, 32, 64, 128, 128),
@@ -48,7 +48,7 @@ def _superres_paper(factor: int) -> FitSettings:
 
 
 def _skip_preset(task: str, name: str, factor: int) -> Preset:
-    if task == "denoise":
+    if task in ("denoise", "fit"):
         if name == "paper":
             return Preset(name, task, PAPER_NET, FitSettings(iterations=3000, lr=0.01, code_noise=1 / 30))
         return Preset(name, task, FAST_NET, FitSettings(iterations=1200, lr=0.01, code_noise=1 / 30))

@@ -74,7 +74,7 @@ def make_config(task: str, *, preset: str | None = None, factor: int = 1,
         net = network
     arch = next((k for k, t in NETWORK_TYPES.items() if isinstance(net, t)), architecture or "custom")
     code = code or p.code
-    if code == "meshgrid" and hasattr(net, "code_channels"):
+    if code == "meshgrid" and "code_channels" in getattr(type(net), "__dataclass_fields__", {}):
         net = replace(net, code_channels=2)
     net.validate()
     return TaskConfig(task=task, preset=p.name, network=net, fit=fit, code=code,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 ACTIVATIONS = ("leakyrelu", "relu", "swish", "mish")
 DOWNSAMPLERS = ("stride", "max", "avg")
@@ -30,6 +31,48 @@ def activation(name: str) -> nn.Module:
     raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
 
 
+class ReflectionPad(nn.Module):
+    """Reflection padding in the input's dtype (CPU autocast would run it in fp32 and cast twice)."""
+
+    def __init__(self, padding: int):
+        super().__init__()
+        self.padding = padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pad = (self.padding,) * 4
+        if x.device.type == "meta":  # memory estimates; autocast has no meta device
+            return F.pad(x, pad, mode="reflect")
+        with torch.autocast(x.device.type, enabled=False):
+            return F.pad(x, pad, mode="reflect")
+
+    def extra_repr(self) -> str:
+        return f"padding={self.padding}"
+
+
+def memory_format(x: torch.Tensor) -> torch.memory_format:
+    """channels_last for a 4-d tensor stored that way, else the default layout."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+class _DenseGrad(torch.autograd.Function):
+    """Identity whose backward makes the gradient dense in the input's memory layout.
+
+    A slice of a channels-last gradient (what concatenation passes back) is strided, and
+    upsampling and activation backward kernels are several times slower on strided tensors.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.layout = memory_format(x)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous(memory_format=ctx.layout)
+
+
 class Conv(nn.Sequential):
     """Padding + grouped convolution; ``downsample`` adds stride 2 or a 2x2 pool."""
 
@@ -39,7 +82,7 @@ class Conv(nn.Sequential):
         p = (kernel - 1) // 2
         if p > 0:
             if pad == "reflection":
-                layers.append(nn.ReflectionPad2d(p))
+                layers.append(ReflectionPad(p))
             elif pad != "zero":
                 raise ValueError(f"unknown padding {pad!r}; choose one of {', '.join(PADDINGS)}")
         stride = 2 if downsample == "stride" else 1
@@ -75,15 +118,22 @@ class Upsample(nn.Module):
         if self.deconv is not None:
             return self.deconv(x)
         if self.mode == "bilinear":
-            return nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-        return nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+            return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        return F.interpolate(x, scale_factor=2, mode="nearest")
 
 
 def cat_groups(tensors: list[torch.Tensor], groups: int) -> torch.Tensor:
-    """Concatenate packed tensors along channels, keeping each problem's channels together."""
+    """Concatenate packed tensors along channels, keeping each problem's channels together.
+
+    The result keeps the inputs' memory layout; the inputs get dense gradients.
+    """
+    tensors = [_DenseGrad.apply(t) for t in tensors]
+    n, _, h, w = tensors[0].shape
+    if memory_format(tensors[0]) == torch.channels_last:  # torch.cat would return NCHW
+        parts = [t.permute(0, 2, 3, 1).reshape(n, h, w, groups, -1) for t in tensors]
+        return torch.cat(parts, dim=4).reshape(n, h, w, -1).permute(0, 3, 1, 2)
     if groups == 1:
         return torch.cat(tensors, dim=1)
-    n, _, h, w = tensors[0].shape
     parts = [t.reshape(n, groups, -1, h, w) for t in tensors]
     return torch.cat(parts, dim=2).reshape(n, -1, h, w)
 

@@ -27,3 +27,18 @@ def build_network(make: Callable[[int], nn.Module], seeds: Sequence[int]) -> nn.
               for k, v in states[0].items()}
     packed.load_state_dict(merged)
     return packed
+
+
+def copy_problem(source: nn.Module, index: int, groups: int, target: nn.Module) -> nn.Module:
+    """Load problem ``index`` of ``source`` (a packed network of ``groups`` problems) into
+    every problem of ``target`` (the same architecture packing any number of problems)."""
+    new = target.state_dict()
+    for key, value in source.state_dict().items():
+        if value.ndim == 0:
+            new[key] = value
+        else:
+            one = value.unflatten(0, (groups, -1))[index]
+            copies = new[key].shape[0] // one.shape[0]
+            new[key] = one.repeat(copies, *([1] * (one.ndim - 1)))
+    target.load_state_dict(new)
+    return target

@@ -1,0 +1,222 @@
+"""Speed benchmark of the fitting engine; writes a markdown table into docs/speed.md.
+
+(a) the paper network (F16 skip net, grey output) per iteration at 256 x 256: fp32 eager
+    against the engine's fastest settings, interleaved A B A B and timed in CPU seconds;
+(b) a stack of ISBI EM slices with Gaussian noise (sigma 25/255): one cold slice at a time
+    in fp32 against batched and warm-started fits, slices per CPU minute and mean PSNR;
+(c) the peak memory (max RSS) of a process fitting the stack one slice at a time, in one
+    batch, and a 200-slice volume in batches: bounded by the batch, not by the volume.
+
+Run from the project root:  python benchmarks/speed.py  (``--help`` for sizes).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_dip.api import SliceDone, run
+from napari_dip.core.fit import cpu_has_fast_bf16, drain, fit
+from napari_dip.core.task import build_problem, make_config
+
+ROOT = Path(__file__).resolve().parents[1]
+ISBI = ROOT.parent / "shared" / "data" / "em" / "isbi2012_train_volume.tif"
+SIGMA = 25 / 255
+
+
+def cpu_seconds_per_iteration(precision: str, layout: str, size: int, iterations: int) -> float:
+    """Median CPU seconds per iteration (after the first) of the paper net on one grey image."""
+    config = make_config("denoise", preset="paper", iterations=iterations, stop="fixed",
+                         precision=precision)
+    config = replace(config, fit=replace(config.fit, layout=layout))
+    problem = build_problem(config, torch.rand(1, 1, size, size, generator=torch.Generator().manual_seed(0)),
+                            seeds=[0])
+    stamps = [time.process_time()]
+    drain(fit(problem, config.fit, config.stop_rule(1), device=torch.device("cpu")),
+          lambda event: stamps.append(time.process_time()))
+    return float(np.median(np.diff(stamps)[1:]))
+
+
+def part_a(size: int, iterations: int, repeats: int) -> dict:
+    variants = {"fp32 eager": ("fp32", "default"), "engine (auto)": ("auto", "auto")}
+    times = {k: [] for k in variants}
+    for _ in range(repeats):  # interleaved: A B A B ...
+        for name, (precision, layout) in variants.items():
+            times[name].append(cpu_seconds_per_iteration(precision, layout, size, iterations))
+    return {k: min(v) for k, v in times.items()}
+
+
+def load_stack(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """n clean slices (a size x size crop at the centre) and their noisy versions, in [0, 1]."""
+    import tifffile
+    vol = tifffile.imread(ISBI)[:n].astype(np.float32) / 255
+    y0 = (vol.shape[1] - size) // 2
+    clean = np.ascontiguousarray(vol[:, y0:y0 + size, y0:y0 + size])
+    noisy = clean + SIGMA * np.random.default_rng(0).standard_normal(clean.shape).astype(np.float32)
+    return clean, noisy
+
+
+def stack_case(name: str, n: int, size: int, iterations: int, stop: str, precision: str,
+               batch_size: int, warm_start: bool) -> dict:
+    """Fit the stack through api.run; CPU seconds, PSNR per slice, iterations per slice."""
+    clean, noisy = load_stack(n, size)
+    config = make_config("denoise", iterations=iterations, stop=stop, precision=precision, seed=0)
+    t = time.process_time()
+    _, report = drain(run(config, noisy, ground_truth=clean, device="cpu", batch_size=batch_size,
+                          warm_start=warm_start))
+    seconds = time.process_time() - t
+    psnrs = [s["psnr"] for s in report["slices"]]
+    return {"name": name, "cpu_seconds": seconds, "slices_per_minute": 60 * n / seconds,
+            "psnr": float(np.mean(psnrs)), "psnr_input": float(np.mean([s["psnr_input"] for s in report["slices"]])),
+            "iterations": [s["stop_iteration"] for s in report["slices"]],
+            "batch": report["batch_size"]}
+
+
+def peak_memory(n: int, size: int, iterations: int, batch_size: int) -> float:
+    """Peak resident memory in MiB that fitting n slices (a tiled crop stack) in batches adds
+    to a fresh process, sampled every 5 ms above the process's memory before the run."""
+    code = ("import sys; sys.argv = ['speed.py']; "
+            f"sys.path.insert(0, {str(Path(__file__).parent)!r}); import speed; "
+            f"print(speed.memory_child({n}, {size}, {iterations}, {batch_size}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1]) / 2 ** 20
+
+
+def memory_child(n: int, size: int, iterations: int, batch_size: int) -> int:
+    import threading
+
+    import psutil
+    torch.set_num_threads(1)
+    clean, noisy = load_stack(min(n, 30), size)
+    stack = np.resize(noisy, (n, size, size))  # a volume of n slices
+    config = make_config("denoise", iterations=iterations, stop="fixed", seed=0)
+    proc = psutil.Process()
+    base = proc.memory_info().rss
+    peak = [base]
+    running = threading.Event()
+    running.set()
+
+    def sample() -> None:
+        while running.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=sample)
+    thread.start()
+    done = 0
+    for event in _events(run(config, stack, device="cpu", batch_size=batch_size)):
+        done += isinstance(event, SliceDone)
+    running.clear()
+    thread.join()
+    assert done == n
+    return peak[0] - base
+
+
+def _events(gen):
+    while True:
+        try:
+            yield next(gen)
+        except StopIteration:
+            return
+
+
+def write_table(path: Path, a: dict, b: list[dict], c: list[tuple[str, float]], args) -> str:
+    base_a = a["fp32 eager"]
+    base_b = b[0]
+    lines = [
+        "## Results",
+        "",
+        f"Machine: {torch.get_num_threads()} thread(s) of {_cpu_name()}; bf16 hardware: "
+        f"{cpu_has_fast_bf16()}; torch {torch.__version__}. Times are CPU seconds of this process "
+        f"with one thread (robust to other load on a shared machine); (a) interleaves A B A B over "
+        f"{args.repeats} rounds and keeps each variant's best.",
+        "",
+        f"### (a) Paper network, one iteration at {args.size_a} x {args.size_a} grey",
+        "",
+        "| settings | CPU s / iteration | speed-up |",
+        "|---|---|---|",
+    ]
+    for name, sec in a.items():
+        lines.append(f"| {name} | {sec:.3f} | {base_a / sec:.2f}x |")
+    lines += [
+        "",
+        f"### (b) {args.slices} ISBI slices, {args.size_b} x {args.size_b}, sigma 25/255, "
+        f"fast preset, stop '{args.stop}', at most {args.iterations} iterations",
+        "",
+        "| fit | batch | CPU s | slices / CPU min | throughput | mean PSNR (dB) | dPSNR | stop iterations |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in b:
+        lines.append(f"| {r['name']} | {r['batch']} | {r['cpu_seconds']:.1f} | {r['slices_per_minute']:.2f} | "
+                     f"{r['slices_per_minute'] / base_b['slices_per_minute']:.2f}x | {r['psnr']:.2f} | "
+                     f"{r['psnr'] - base_b['psnr']:+.2f} | {', '.join(map(str, r['iterations']))} |")
+    lines += [f"", f"Noisy input: {base_b['psnr_input']:.2f} dB.", "",
+              f"### (c) Peak memory a fit adds to a fresh process ({args.size_b} x {args.size_b} slices, "
+              f"fast preset, RSS sampled every 5 ms)", "",
+              "| run | peak added memory (MiB) |", "|---|---|"]
+    lines += [f"| {name} | {mib:.0f} |" for name, mib in c]
+    table = "\n".join(lines) + "\n"
+    text = path.read_text() if path.exists() else ""
+    head = text.split("## Results")[0] if "## Results" in text else text
+    path.write_text(head + table)
+    return table
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size-a", type=int, default=256)
+    p.add_argument("--iterations-a", type=int, default=4)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--slices", type=int, default=8)
+    p.add_argument("--size-b", type=int, default=64)
+    p.add_argument("--iterations", type=int, default=1200)
+    p.add_argument("--stop", default="auto", choices=("auto", "fixed"))
+    p.add_argument("--volume", type=int, default=200, help="slices of the volume in (c)")
+    p.add_argument("--out", default=str(ROOT / "docs" / "speed.md"))
+    p.add_argument("--json", default=None, help="also write the raw numbers here")
+    p.add_argument("--reuse", default=None, help="take (a) and (b) from this --json file of an earlier run "
+                                                 "with the same options; measure (c) only")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    n, s, its, stop = args.slices, args.size_b, args.iterations, args.stop
+    if args.reuse:
+        earlier = json.loads(Path(args.reuse).read_text())
+        a, b = earlier["a"], earlier["b"]
+    else:
+        a = part_a(args.size_a, args.iterations_a, args.repeats)
+        print("a", a, flush=True)
+        b = [stack_case("one cold slice at a time, fp32", n, s, its, stop, "fp32", 1, False)]
+        print("b", b[-1], flush=True)
+        b.append(stack_case("batched, auto precision", n, s, its, stop, "auto", n, False))
+        print("b", b[-1], flush=True)
+        b.append(stack_case("warm-started, one at a time, auto precision", n, s, its, stop, "auto", 1, True))
+        print("b", b[-1], flush=True)
+    c = [(f"{n} slices, one at a time", peak_memory(n, s, 3, 1)),
+         (f"{n} slices, batch {n}", peak_memory(n, s, 3, n)),
+         (f"{args.volume} slices, batch {n}", peak_memory(args.volume, s, 3, n))]
+    print("c", c, flush=True)
+    table = write_table(Path(args.out), a, b, c, args)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"a": a, "b": b, "c": c}, indent=1))
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

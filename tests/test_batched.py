@@ -1,0 +1,148 @@
+"""Many problems in one batch: batched fits equal sequential ones; warm starts; batch sizes."""
+import numpy as np
+import pytest
+import torch
+
+from napari_dip import api
+from napari_dip.api import SliceDone, SliceProgress, auto_batch_size, run
+from napari_dip.core.fit import drain, fit, problem_bytes
+from napari_dip.core.nets import SkipConfig, build_network
+from napari_dip.core.nets.factory import copy_problem
+from napari_dip.core.task import build_problem, make_config
+
+TINY = SkipConfig(channels_down=(8, 8), channels_up=(8, 8), channels_skip=(2, 2), code_channels=4)
+CPU = torch.device("cpu")
+
+
+def _stack(n=3, size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    clean = np.stack([0.5 + 0.3 * np.sin((4 + k) * xx) * np.cos(3 * yy) for k in range(n)]).astype(np.float32)
+    return clean, (clean + 0.1 * rng.standard_normal(clean.shape)).astype(np.float32)
+
+
+class _Spike:
+    """Identity, except that at call ``at`` the problems in ``which`` see a far-off output
+    (their loss jumps, as after a bad step)."""
+
+    def __init__(self, at: int, which: list[int]):
+        self.at, self.which, self.calls = at, which, 0
+
+    def __call__(self, x):
+        self.calls += 1
+        if self.calls == self.at and self.which:
+            x = x.clone()
+            x[self.which] = x[self.which] * 0 + 5
+        return x
+
+
+def _fit(config, observed, seeds, spike=None):
+    problem = build_problem(config, torch.from_numpy(observed), seeds=seeds)
+    if spike is not None:
+        problem.operator = spike
+    return drain(fit(problem, config.fit, config.stop_rule(len(seeds)), device=CPU))
+
+
+def test_batched_fit_equals_sequential_fits_per_problem():
+    config = make_config("denoise", network=TINY, iterations=20, stop="fixed", precision="fp32")
+    _, noisy = _stack(3)
+    seeds = [1, 2, 3]
+    together = _fit(config, noisy[:, None], seeds)
+    alone = [_fit(config, noisy[i:i + 1, None], [s]) for i, s in enumerate(seeds)]
+    for i, single in enumerate(alone):
+        np.testing.assert_allclose(together.output[i], single.output[0], atol=2e-5)
+        np.testing.assert_allclose(together.loss_curve[:, i], single.loss_curve[:, 0], rtol=1e-4)
+
+
+def test_a_loss_jump_restarts_only_its_own_problem():
+    config = make_config("denoise", network=TINY, iterations=12, stop="fixed", precision="fp32")
+    _, noisy = _stack(2)
+    together = _fit(config, noisy[:, None], [1, 2], spike=_Spike(6, [0]))
+    first = _fit(config, noisy[:1, None], [1], spike=_Spike(6, [0]))
+    second = _fit(config, noisy[1:, None], [2])
+    assert together.restarts == first.restarts == 1 and second.restarts == 0
+    # the jumped iteration repeats the last good loss
+    assert together.loss_curve[5, 0] == together.loss_curve[4, 0]
+    for i, single in enumerate((first, second)):
+        np.testing.assert_allclose(together.output[i], single.output[0], atol=2e-5)
+        np.testing.assert_allclose(together.loss_curve[:, i], single.loss_curve[:, 0], rtol=1e-4)
+
+
+def test_run_in_batches_gives_the_slices_of_run_one_at_a_time():
+    clean, noisy = _stack(5)
+    config = make_config("denoise", network=TINY, iterations=12, stop="fixed", precision="fp32")
+    events = []
+    batched, report = drain(run(config, noisy, device="cpu", batch_size=2), events.append)
+    single, report1 = drain(run(config, noisy, device="cpu", batch_size=1))
+    np.testing.assert_allclose(batched, single, atol=2e-5)
+    progress = [e for e in events if isinstance(e, SliceProgress)]
+    assert len(progress) == 12 * 3  # one event per iteration per batch: batches of 2, 2, 1
+    assert progress[0].slices == (0, 1) and progress[-1].slices == (4,)
+    assert len(progress[0].progress.loss) == 2
+    assert [e.slice for e in events if isinstance(e, SliceDone)] == [0, 1, 2, 3, 4]
+    assert report["batch_size"] == 2 and report1["batch_size"] == 1
+    assert [s["batch"] for s in report["slices"]] == [2, 2, 2, 2, 1]
+
+
+def test_warm_start_copies_the_last_fitted_problem_into_every_problem():
+    source = build_network(lambda g: TINY.build(1, g), [4, 5, 6])
+    target = build_network(lambda g: TINY.build(1, g), [0, 0])
+    copy_problem(source, 2, 3, target)
+    single = build_network(lambda g: TINY.build(1, g), [6])
+    code = torch.rand(1, 4, 16, 16)
+    with torch.no_grad():
+        out = target(torch.cat([code, code]))
+        ref = single(code)
+    torch.testing.assert_close(out[0], ref[0], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(out[1], ref[0], atol=1e-5, rtol=1e-4)
+
+
+def test_warm_started_stack_starts_each_slice_from_the_slice_before():
+    clean, noisy = _stack(3)
+    config = make_config("denoise", network=TINY, iterations=40, stop="fixed", precision="fp32")
+    cold, cold_report = drain(run(config, noisy, ground_truth=clean, device="cpu", batch_size=1))
+    warm, warm_report = drain(run(config, noisy, ground_truth=clean, device="cpu", batch_size=1,
+                                  warm_start=True))
+    np.testing.assert_array_equal(cold[0], warm[0])  # the first slice starts cold either way
+    assert not np.allclose(cold[1:], warm[1:])
+    assert [s["warm_start"] for s in warm_report["slices"]] == [False, True, True]
+    assert warm_report["warm_start"] and not cold_report["warm_start"]
+    # after the same few iterations, slices that start from their neighbour's fit are better
+    assert np.mean([s["psnr"] for s in warm_report["slices"][1:]]) > np.mean(
+        [s["psnr"] for s in cold_report["slices"][1:]])
+
+
+def test_automatic_batch_size_follows_free_memory_and_slice_size(monkeypatch):
+    import psutil
+    config = make_config("denoise", network=TINY)
+    need = problem_bytes(lambda: TINY.build(1, 1), TINY.code_shape(64, 64))
+    free = {"available": 4 * need * 3 + 1}
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: type("M", (), free)())
+    assert auto_batch_size(config, 1, (64, 64), CPU) == 3  # a quarter of free memory
+    free["available"] = 10 ** 13
+    assert auto_batch_size(config, 1, (64, 64), CPU) == 2 ** 17 // (64 * 64)  # CPU pixel cap
+    assert auto_batch_size(config, 1, (512, 512), CPU) == 1
+    free["available"] = 1
+    assert auto_batch_size(config, 1, (64, 64), CPU) == 1
+
+
+def test_memory_per_problem_grows_with_pixels_and_not_with_the_volume():
+    small = problem_bytes(lambda: TINY.build(1, 1), TINY.code_shape(32, 32))
+    large = problem_bytes(lambda: TINY.build(1, 1), TINY.code_shape(64, 64))
+    weights = 16 * sum(p.numel() for p in TINY.build(1, 1).parameters())
+    assert 3.5 < (large - weights) / (small - weights) < 4.5  # activations scale with pixels
+
+
+def test_batch_size_is_validated():
+    _, noisy = _stack(2)
+    config = make_config("denoise", network=TINY, iterations=2)
+    with pytest.raises(ValueError, match="batch_size"):
+        drain(run(config, noisy, device="cpu", batch_size=0))
+
+
+def test_denoise_passes_batch_options_through():
+    clean, noisy = _stack(2)
+    out, report = api.denoise(noisy, network=dict(channels_down=(8, 8), channels_up=(8, 8), channels_skip=(2, 2),
+                                                  code_channels=4),
+                              iterations=3, stop="fixed", batch_size=1, warm_start=True, return_report=True)
+    assert out.shape == noisy.shape and report["batch_size"] == 1 and report["warm_start"]
