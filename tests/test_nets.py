@@ -83,3 +83,16 @@ def test_build_network_leaves_global_rng_untouched():
     torch.manual_seed(123)
     build_network(lambda g: SkipNet(SMALL, 1, groups=g), [7])
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_seeded_construction_is_thread_safe():
+    from concurrent.futures import ThreadPoolExecutor
+
+    def weights(seed):
+        net = build_network(lambda g: SkipNet(SMALL, 1, groups=g), [seed])
+        return torch.cat([p.detach().flatten() for p in net.parameters()])
+
+    expected = weights(5)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(weights, [5] * 16))
+    assert all(torch.equal(r, expected) for r in results)

@@ -83,3 +83,19 @@ def test_resunet_denoises_a_smooth_image():
     gain = float(psnr(torch.from_numpy(result.output), clean)[0] - psnr(noisy, clean)[0])
     assert gain > 5, gain
     assert np.isfinite(result.loss_curve).all()
+
+
+
+def test_fitted_outputs_are_evaluated_with_dropout_off():
+    """The returned output is the network with dropout off, at the final weights."""
+    config = make_config("denoise", architecture="resunet", iterations=3, stop="fixed", ema=0.0,
+                         code_noise=0.0, network={"channels": (4, 8), "dropout": 0.5}, precision="fp32")
+    problem = build_problem(config, torch.rand(1, 1, 16, 16), seeds=[0])
+    net = problem.network
+    result = drain(fit(problem, config.fit, config.stop_rule(1), device=torch.device("cpu")))
+    with torch.no_grad(), net.dropout_off():
+        expected = net(problem.code).numpy()
+    with torch.no_grad():
+        noisy = net(problem.code).numpy()  # dropout on: differs
+    np.testing.assert_allclose(result.output, expected, atol=1e-6)
+    assert not np.allclose(result.output, noisy, atol=1e-4)

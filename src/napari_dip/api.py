@@ -214,7 +214,8 @@ def _report_header(config: TaskConfig, dev, layout: Layout, intensity: Intensity
     torch = _torch()
     return {
         "task": config.task, "preset": config.preset, "stop": config.stop, "seed": config.seed,
-        "factor": config.factor, "code": config.code,
+        "factor": config.factor, "code": config.code, "architecture": config.architecture,
+        "stopping": asdict(config.stopping),
         "network": {"type": type(config.network).__name__, **asdict(config.network)},
         "fit": asdict(config.fit), "device": str(dev), "torch": torch.__version__,
         "napari_dip": __version__, "input_shape": list(layout.shape),
@@ -241,10 +242,11 @@ def _slice_record(index: int, g: int, result: FitResult, restored: np.ndarray, o
 
 def _restore(task: str, image, *, factor: int = 1, mask=None, preset=None, iterations=None, lr=None,
              stop="auto", ground_truth=None, seed=0, device="auto", channel_axis=None, precision=None,
-             network=None, code=None, return_report=False, callback=None, cancel=None,
-             batch_size=None, warm_start=False):
+             network=None, code=None, architecture=None, stopping=None, return_report=False,
+             callback=None, cancel=None, batch_size=None, warm_start=False):
     config = make_config(task, preset=preset, factor=factor, iterations=iterations, lr=lr, stop=stop,
-                         seed=seed, precision=precision, network=network, code=code)
+                         seed=seed, precision=precision, network=network, code=code,
+                         architecture=architecture, stopping=stopping)
     if config.stop == "oracle" and ground_truth is None:
         raise ValueError("stop='oracle' needs ground_truth (it is for evaluation only)")
     gen = run(config, image, channel_axis=channel_axis, mask=mask, ground_truth=ground_truth,
@@ -257,7 +259,10 @@ _DOC_OPTIONS = """
     Options (keyword-only): ``preset`` ('fast' or 'paper'), ``iterations``, ``lr``, ``stop``
     ('auto', 'fixed' or 'oracle'; oracle needs ``ground_truth``), ``seed``, ``device`` ('auto',
     'cpu', 'cuda', 'cuda:N', 'mps'), ``channel_axis``, ``precision`` ('fp32', 'bf16', 'auto'),
-    ``network`` (dict of skip-network fields to change), ``code`` ('uniform', 'meshgrid'),
+    ``architecture`` ('skip', the DIP paper's network, or 'resunet', a residual U-Net with
+    dropout), ``network`` (dict of the architecture's fields to change), ``stopping`` (dict of
+    automatic-stopping settings: ``variant`` 'emv' or 'wmv', ``window``, ``patience``,
+    ``min_iterations``, ``output``), ``code`` ('uniform', 'meshgrid'),
     ``return_report`` (also return the fitting report), ``callback`` (called with every
     progress event), ``cancel`` (a callable polled between iterations), ``batch_size``
     (slices fitted at once; default automatic), ``warm_start`` (start each batch of slices

@@ -5,6 +5,7 @@ import argparse
 import sys
 import time
 
+from ..core.presets import ARCHITECTURES
 from ..core.stopping import STOP_RULES
 from ..io import write_json
 
@@ -24,6 +25,28 @@ def add_shared_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channel-axis", type=int, help="axis holding colour channels (RGB files: detected)")
     p.add_argument("--report", metavar="REPORT.json", help="write the fitting report here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_dip_options(p: argparse.ArgumentParser) -> None:
+    """Deep Image Prior's network choice and automatic-stopping settings."""
+    g = p.add_argument_group("network and automatic stopping")
+    g.add_argument("--architecture", choices=ARCHITECTURES,
+                   help="skip (the DIP paper's network, default) or resunet (residual U-Net with dropout)")
+    g.add_argument("--stop-variant", choices=("emv", "wmv"),
+                   help="auto stopping: emv (exponential moving variance, default) or wmv (windowed, ES-WMV)")
+    g.add_argument("--stop-window", type=int, metavar="W", help="auto stopping: window / span W (default 100)")
+    g.add_argument("--stop-patience", type=int, metavar="P",
+                   help="auto stopping: iterations without a new variance minimum before stopping (default 300)")
+    g.add_argument("--stop-min-iterations", type=int, metavar="N",
+                   help="auto stopping: never stop before N iterations (default 200)")
+
+
+def dip_settings(args: argparse.Namespace) -> dict:
+    """make_config keywords from the options of :func:`add_dip_options`."""
+    stopping = {k: v for k, v in (("variant", args.stop_variant), ("window", args.stop_window),
+                                  ("patience", args.stop_patience),
+                                  ("min_iterations", args.stop_min_iterations)) if v is not None}
+    return {"architecture": args.architecture, "stopping": stopping or None}
 
 
 def add_volume_options(p: argparse.ArgumentParser) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from ..io import ImageMeta, read_image, write_image
-from .common import VolumeProgress, add_shared_options, add_volume_options, progress_bar, write_report
+from .common import (VolumeProgress, add_dip_options, add_shared_options, add_volume_options, dip_settings,
+                     progress_bar, write_report)
 
 
 def register(sub) -> None:
@@ -30,6 +31,7 @@ def register(sub) -> None:
             p.add_argument("--mask", required=True, help="mask: non-zero = known pixel, 0 = to fill; "
                                                          "one slice's shape or the whole input's")
         add_shared_options(p)
+        add_dip_options(p)
         add_volume_options(p)
         p.set_defaults(func=run_task, task=name)
     d = sub.add_parser("demo", help="denoise a bundled sample (F16 crop, noise sigma 25/255); works offline",
@@ -76,7 +78,7 @@ def run_task(args: argparse.Namespace) -> int:
     jobs = _jobs(args)
     config = make_config(args.task, preset=args.preset, factor=getattr(args, "factor", 1) or 1,
                          iterations=args.iterations, lr=args.lr, stop=args.stop, seed=args.seed,
-                         precision=args.precision)
+                         precision=args.precision, **dip_settings(args))
     truth = read_image(args.ground_truth)[0] if args.ground_truth else None
     if args.stop == "oracle" and truth is None:
         raise ValueError("--stop oracle needs --ground-truth (it is for evaluation only)")

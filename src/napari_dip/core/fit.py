@@ -266,6 +266,10 @@ def fit(problem: Problem, settings: FitSettings, rule, *, device: torch.device,
         with torch.no_grad():
             torch._foreach_copy_(good, [p.detach() for p in params])
         opt.step()
+        if hasattr(net, "dropout_off"):
+            # Networks with dropout are judged with it off (one more forward pass).
+            with torch.no_grad(), net.dropout_off(), autocast():
+                out = torch.where(jumped.to(device).view(-1, 1, 1, 1), out, net(z).float())
         prev_loss, prev_out = loss_now, out
         reported = loss_now.tolist()
         with torch.no_grad():

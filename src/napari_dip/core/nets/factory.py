@@ -1,10 +1,15 @@
 """Seeded construction of G independent networks packed into one grouped network."""
 from __future__ import annotations
 
+import threading
 from typing import Callable, Sequence
 
 import torch
 from torch import nn
+
+# Layers initialise from torch's global generator; the lock keeps fits started in several
+# threads of one process (napari workers, Dask threads) from interleaving their seeding.
+_SEEDING = threading.Lock()
 
 
 def build_network(make: Callable[[int], nn.Module], seeds: Sequence[int]) -> nn.Module:
@@ -12,9 +17,9 @@ def build_network(make: Callable[[int], nn.Module], seeds: Sequence[int]) -> nn.
 
     Each problem's weights are exactly those that ``make(1)`` gets under
     ``torch.manual_seed(seed)``, so a batched fit starts where the sequential fits start.
-    The global RNG state is left untouched.
+    The global RNG state is left untouched; construction is thread-safe.
     """
-    with torch.random.fork_rng(devices=[]):
+    with _SEEDING, torch.random.fork_rng(devices=[]):
         singles = []
         for seed in seeds:
             torch.manual_seed(seed)
