@@ -1,0 +1,134 @@
+"""Make the screenshots of docs/widgets.md: each widget with its result, on the sample data.
+
+Run from the project root on a machine with a display, or headless with
+``xvfb-run -a python docs/images/make_screenshots.py [name ...]`` (names: denoise, superres,
+inpaint, decoder; default all). Prints the settings, seconds and PSNR of every run.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+
+OUT = Path(__file__).resolve().parent
+
+
+def open_widget(viewer, name: str):
+    return viewer.window.add_plugin_dock_widget("napari-dip", name)[1]
+
+
+def run(widget, **values):
+    from qtpy.QtCore import QEventLoop
+
+    for key, value in values.items():
+        widget[key].value = value
+    start = time.perf_counter()
+    worker = widget.run()
+    loop = QEventLoop()
+    worker.finished.connect(loop.quit)
+    loop.exec()
+    layer = widget.runner.layer
+    md = layer.metadata
+    print(f"{layer.name}: {values}; {time.perf_counter() - start:.0f} s; "
+          f"metrics { {k: v for k, v in md['metrics'].items() if k != 'slices'} }", flush=True)
+    return layer
+
+
+def shoot(viewer, name: str) -> None:
+    from qtpy.QtWidgets import QApplication
+
+    viewer.canvas.grid.enabled = True
+    viewer.window._qt_window.resize(1500, 820)
+    QApplication.processEvents()
+    viewer.reset_view()
+    QApplication.processEvents()
+    img = viewer.screenshot(canvas_only=False, flash=False)
+    iio.imwrite(OUT / f"{name}.png", img)
+    print(f"wrote {OUT / name}.png {img.shape}", flush=True)
+
+
+def mri_pair() -> tuple[np.ndarray, np.ndarray]:
+    """A 128x128 crop of an MRI sample slice and its Lanczos2 downsampling by 2 (the input)."""
+    import torch
+
+    from napari_dip._sample_data import mri_slices
+    from napari_dip.core.operators import Downsample
+
+    clean = mri_slices()[1][0][2, 60:188, 32:160]
+    low = Downsample(2)(torch.from_numpy(clean[None, None].copy()))[0, 0].numpy()
+    return clean, low
+
+
+def denoise(viewer):
+    viewer.open_sample("napari-dip", "f16_noisy")
+    w = open_widget(viewer, "Denoise (Deep Image Prior)")
+    w.reset_choices()
+    w["image"].value = viewer.layers["F16"]
+    w["ground_truth"].value = viewer.layers["F16 clean"]
+    run(w, preset="fast", stopping="auto", iterations=1200, preview_every=50)
+    shoot(viewer, "denoise")
+
+
+def superres(viewer):
+    clean, low = mri_pair()
+    viewer.add_image(clean, name="MRI 0.8 mm", scale=(0.8, 0.8), units=("mm", "mm"), visible=False)
+    viewer.add_image(low, name="MRI 1.6 mm", scale=(1.6, 1.6), translate=(0.4, 0.4), units=("mm", "mm"))
+    w = open_widget(viewer, "Super-resolution (Deep Image Prior)")
+    w.reset_choices()
+    w["image"].value = viewer.layers["MRI 1.6 mm"]
+    w["ground_truth"].value = viewer.layers["MRI 0.8 mm"]
+    run(w, factor=2, preset="fast", stopping="fixed", iterations=1000, preview_every=100)
+    viewer.layers["MRI 0.8 mm"].visible = False
+    shoot(viewer, "superres")
+
+
+def inpaint(viewer):
+    from napari_dip._sample_data import f16_noisy
+
+    clean = f16_noisy()[1][0]
+    holes = np.zeros((128, 128), np.uint8)
+    for y in range(12, 128, 24):
+        holes[y:y + 4, 8:120] = 1
+    viewer.add_image(clean * (1 - holes[..., None]), name="F16 with holes", rgb=True)
+    viewer.add_labels(holes, name="holes")
+    w = open_widget(viewer, "Inpainting (Deep Image Prior)")
+    w.reset_choices()
+    w["image"].value = viewer.layers["F16 with holes"]
+    w["mask"].value = viewer.layers["holes"]
+    run(w, preset="fast", stopping="fixed", iterations=600, preview_every=100)
+    viewer.layers.remove("holes")
+    shoot(viewer, "inpaint")
+
+
+def decoder(viewer):
+    viewer.open_sample("napari-dip", "mri_t1")
+    viewer.layers["T1 MRI"].visible = False
+    clean = viewer.layers["T1 MRI clean"]
+    clean.visible = True
+    viewer.dims.set_point(0, 2 * 0.8)
+    w = open_widget(viewer, "Deep Decoder")
+    w.reset_choices()
+    w["image"].value = clean
+    w.advanced_section.expand(animate=False)
+    run(w, preset="fast", channels=48, blocks=6, scale=16, code="blurred", ensemble=2, add_spread=True,
+        iterations=300, preview_every=50)
+    viewer.layers.remove("T1 MRI")
+    shoot(viewer, "decoder")
+
+
+def main(names: list[str]) -> None:
+    import napari
+    import torch
+
+    torch.set_num_threads(1)
+    for name in names or ["denoise", "superres", "inpaint", "decoder"]:
+        viewer = napari.Viewer()
+        globals()[name](viewer)
+        viewer.close()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

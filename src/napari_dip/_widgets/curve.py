@@ -1,0 +1,71 @@
+"""A small live plot of the loss (log scale) and, with a ground truth, PSNR and SSIM."""
+from __future__ import annotations
+
+import math
+
+from qtpy.QtCore import QPointF, Qt
+from qtpy.QtGui import QColor, QPainter, QPainterPath, QPen
+from qtpy.QtWidgets import QSizePolicy, QWidget
+
+# name -> (colour, label format, log scale)
+SERIES = {
+    "loss": ("#f0a030", "loss {:.2e}", True),
+    "psnr": ("#40c0f0", "PSNR {:.2f} dB", False),
+    "ssim": ("#90e070", "SSIM {:.3f}", False),
+}
+
+
+class CurvePlot(QWidget):
+    """Curves of one fit against the iteration; each curve is scaled to its own range."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setMinimumHeight(110)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.title = ""
+        self.points: dict[str, list[tuple[int, float]]] = {name: [] for name in SERIES}
+
+    def reset(self, title: str = "") -> None:
+        self.title = title
+        for pts in self.points.values():
+            pts.clear()
+        self.update()
+
+    def add(self, name: str, iteration: int, value: float) -> None:
+        if value is not None and math.isfinite(value):
+            self.points[name].append((iteration, value))
+
+    def last(self, name: str) -> float | None:
+        pts = self.points[name]
+        return pts[-1][1] if pts else None
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        rect = self.rect().adjusted(4, 18, -4, -4)
+        p.fillRect(self.rect(), QColor("#262930"))
+        p.setPen(QPen(QColor("#5a626c")))
+        p.drawRect(rect)
+        xmax = max((pts[-1][0] for pts in self.points.values() if pts), default=1)
+        labels = [(self.title, "#d0d4d8")] if self.title else []
+        for name, (colour, fmt, log) in SERIES.items():
+            pts = self.points[name]
+            if not pts:
+                continue
+            labels.append((fmt.format(pts[-1][1]), colour))
+            ys = [math.log10(max(v, 1e-12)) if log else v for _, v in pts]
+            lo, hi = min(ys), max(ys)
+            span = hi - lo or 1.0
+            path = QPainterPath()
+            for k, ((it, _), y) in enumerate(zip(pts, ys)):
+                pt = QPointF(rect.left() + rect.width() * it / max(xmax, 1),
+                             rect.bottom() - rect.height() * (y - lo) / span)
+                path.moveTo(pt) if k == 0 else path.lineTo(pt)
+            p.setPen(QPen(QColor(colour), 1.5))
+            p.drawPath(path)
+        x = 6
+        for text, colour in labels:
+            p.setPen(QPen(QColor(colour)))
+            p.drawText(x, 2, self.width() - x, 16, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop, text)
+            x += p.fontMetrics().horizontalAdvance(text) + 12
+        p.end()

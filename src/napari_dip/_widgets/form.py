@@ -1,0 +1,246 @@
+"""The form every widget shares: image, preset, iterations, stopping, seed, device, scope,
+ground truth, an "Advanced" section, Run/Stop, a progress bar and a curve.
+
+Controls have stable names; ``widget["iterations"].value = 200`` and
+``widget["run"].clicked.emit()`` work from scripts and tests. Subclasses add task fields
+(``task_fields``) and say how to build the job's events (``events``).
+"""
+from __future__ import annotations
+
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
+from qtpy.QtWidgets import QProgressBar, QVBoxLayout, QWidget
+from superqt import QCollapsible
+
+from .curve import CurvePlot
+from .layers import SCOPES, region
+from .runner import Job, JobRunner, available_devices
+
+ACTIVATIONS = ("leakyrelu", "relu", "swish", "mish")
+UPSAMPLERS = ("bilinear", "nearest", "transposed")
+DOWNSAMPLERS = ("stride", "max", "avg")
+PADDINGS = ("reflection", "zero")
+PRECISIONS = ("fp32", "bf16", "auto")
+STOP_RULES = ("auto", "fixed", "oracle")
+
+
+def layer_choices(viewer, kinds):
+    """A magicgui choices callable listing the viewer's layers of the given types by name."""
+    def choices(_widget=None):
+        return [(layer.name, layer) for layer in viewer.layers if isinstance(layer, kinds)]
+    return choices
+
+
+class TaskForm(QWidget):
+    """Base dock widget; subclasses set ``task``, ``title`` and may add fields."""
+
+    task = "denoise"
+    title = "DIP denoise"
+    presets = ("fast", "paper")
+
+    def __init__(self, napari_viewer):
+        from napari.layers import Image
+
+        super().__init__()
+        self.viewer = napari_viewer
+        self._form = Container(name="form", labels=True)
+        self._form.extend([
+            ComboBox(name="image", label="image", choices=layer_choices(napari_viewer, Image),
+                     tooltip="Image layer to restore (2D grey, RGB, or a stack)"),
+            ComboBox(name="preset", choices=self.presets, value=self.presets[0],
+                     tooltip="'fast': smaller network for CPUs; 'paper': the paper's settings"),
+            *self.task_fields(),
+            SpinBox(name="iterations", min=1, max=100_000, step=50, tooltip="Maximum iterations per slice"),
+            ComboBox(name="stopping", choices=STOP_RULES, value="auto",
+                     tooltip="auto: stop when the fit stops improving; fixed: all iterations; "
+                             "oracle: best PSNR against the ground truth (evaluation only)"),
+            SpinBox(name="seed", min=0, max=2**31 - 1, value=0, tooltip="Seed of the network and code"),
+            ComboBox(name="device", choices=available_devices(), value="auto"),
+            ComboBox(name="scope", choices=SCOPES, value="current slice",
+                     tooltip="Stacks: the slice shown, every slice, or a range along the scrolled axis"),
+            SpinBox(name="first", label="from slice", min=0, max=0, visible=False),
+            SpinBox(name="last", label="to slice", min=0, max=0, visible=False),
+            ComboBox(name="ground_truth", label="ground truth", nullable=True,
+                     choices=layer_choices(napari_viewer, Image),
+                     tooltip="Optional clean image: PSNR and SSIM are plotted and stored"),
+        ])
+        self._advanced = Container(name="advanced", labels=True)
+        self._advanced.extend([
+            *self.network_fields(),
+            FloatSpinBox(name="code_noise", label="code noise", min=0.0, max=1.0, step=0.01),
+            FloatSpinBox(name="lr", label="learning rate", min=1e-5, max=1.0, step=0.001),
+            ComboBox(name="precision", choices=PRECISIONS, value="fp32",
+                     tooltip="bf16 is faster for large networks on CPUs with bf16 support"),
+            SpinBox(name="preview_every", label="preview every", min=0, max=10_000, value=50,
+                    tooltip="Update the result layer every N iterations (0: only at the end)"),
+            *self.stack_fields(),
+        ])
+        self._buttons = Container(layout="horizontal", labels=False,
+                                  widgets=[PushButton(name="run", text="Run"),
+                                           PushButton(name="stop", text="Stop", enabled=False)])
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(True)
+        self.progress.setFormat("idle")
+        self.progress.setValue(0)
+        self.curve = CurvePlot()
+        advanced = QCollapsible("Advanced")
+        advanced.addWidget(self._advanced.native)
+        layout = QVBoxLayout(self)
+        for w in (self._form.native, advanced, self._buttons.native, self.progress, self.curve):
+            layout.addWidget(w)
+        layout.addStretch(1)
+        self.advanced_section = advanced
+        self.runner = JobRunner(napari_viewer, progress=self.progress, curve=self.curve,
+                                on_state=self._set_running)
+        self["run"].clicked.connect(self.run)
+        self["stop"].clicked.connect(self.runner.stop)
+        self["preset"].changed.connect(self._apply_preset)
+        self["scope"].changed.connect(self._update_range)
+        self["image"].changed.connect(self._update_range)
+        self._apply_preset()
+        self._update_range()
+
+    # -- names ------------------------------------------------------------------------
+    def __getitem__(self, name: str):
+        for container in (self._form, self._advanced, self._buttons):
+            for widget in container:
+                if widget.name == name:
+                    return widget
+        raise KeyError(f"no control named {name!r}; controls: {', '.join(self.control_names())}")
+
+    def control_names(self) -> list[str]:
+        return [w.name for c in (self._form, self._advanced, self._buttons) for w in c]
+
+    def reset_choices(self, *_) -> None:
+        self._form.reset_choices()
+        self._update_range()
+
+    # -- hooks for subclasses -----------------------------------------------------------
+    def task_fields(self) -> list:
+        return []
+
+    def network_fields(self) -> list:
+        """The network's knobs in the Advanced section (here: the DIP skip network's)."""
+        return [ComboBox(name="activation", choices=ACTIVATIONS),
+                ComboBox(name="upsample", choices=UPSAMPLERS),
+                ComboBox(name="downsample", choices=DOWNSAMPLERS),
+                ComboBox(name="padding", choices=PADDINGS),
+                ComboBox(name="code", choices=("uniform", "meshgrid"))]
+
+    def stack_fields(self) -> list:
+        """How the slices of a stack are fitted (Advanced section)."""
+        return [SpinBox(name="batch_size", label="slices at once", min=0, max=1024, value=0,
+                        tooltip="Slices fitted together as independent networks (0: as many as "
+                                "memory allows); the result per slice is the same"),
+                CheckBox(name="warm_start", label="warm start", value=False,
+                         tooltip="Start each batch from the weights fitted to the slice before")]
+
+    def preset_values(self) -> dict:
+        """Form values implied by the chosen preset (iterations and the engine knobs)."""
+        from ..core.presets import get_preset
+
+        p = get_preset(self.task, self["preset"].value, factor=self.factor())
+        net = p.network
+        return {"iterations": p.fit.iterations, "activation": net.activation, "upsample": net.upsample,
+                "downsample": net.downsample, "padding": net.pad, "code": p.code,
+                "code_noise": p.fit.code_noise, "lr": p.fit.lr}
+
+    def factor(self) -> int:
+        return 1
+
+    def config_options(self) -> dict:
+        """Keyword arguments for ``make_config``."""
+        v = self.values()
+        return dict(preset=v["preset"], factor=self.factor(), iterations=v["iterations"], lr=v["lr"],
+                    code_noise=v["code_noise"], stop=v["stopping"], seed=v["seed"],
+                    precision=v["precision"], preview_every=v["preview_every"], code=v["code"],
+                    network={"activation": v["activation"], "upsample": v["upsample"],
+                             "downsample": v["downsample"], "pad": v["padding"]})
+
+    def extra_inputs(self, layer, block_index) -> dict:
+        """Task inputs besides the image and ground truth (e.g. the inpainting mask)."""
+        return {}
+
+    def events(self, image, channel_axis, ground_truth, device, extra):
+        """The job's event generator factory (see runner.EventsFactory): DIP through api.run."""
+        options, task = self.config_options(), self.task
+        batch_size, warm_start = (self["batch_size"].value or None), self["warm_start"].value
+
+        def events(out, cancel):
+            from .. import api
+
+            config = api.make_config(task, **options)
+            if config.stop == "oracle" and ground_truth is None:
+                raise ValueError("stopping 'oracle' needs a ground truth layer (it is for evaluation only)")
+            return (yield from api.run(config, image, channel_axis=channel_axis, ground_truth=ground_truth,
+                                       device=device, out=out, cancel=cancel, batch_size=batch_size,
+                                       warm_start=warm_start, **extra))
+        return events
+
+    def finish(self, output, report, layer) -> None:
+        """Called with the result when the job ends (subclasses add layers here)."""
+
+    # -- actions -------------------------------------------------------------------------
+    def values(self) -> dict:
+        out = {}
+        for c in (self._form, self._advanced):
+            for w in c:
+                if hasattr(w, "value") and not isinstance(w, (PushButton, Label)):
+                    out[w.name] = getattr(w.value, "name", w.value)
+        return out
+
+    def make_job(self) -> Job:
+        """Read the form into a Job; raises ValueError with a clear message on bad input."""
+        layer = self["image"].value
+        if layer is None:
+            raise ValueError("choose an image layer (add one with File > Open or File > Open Sample)")
+        if layer.multiscale:
+            raise ValueError(f"{layer.name!r} is a multiscale (pyramid) layer; add its full-resolution "
+                             "level, or a crop of it, as a plain image layer")
+        v = self.values()
+        reg = region(layer, self.viewer, v["scope"], v["first"], v["last"])
+        channel_axis = -1 if layer.rgb else None
+        image = layer.data[reg.index]
+        truth_layer = self["ground_truth"].value
+        truth = None
+        if truth_layer is not None:
+            if truth_layer.data.ndim != layer.data.ndim:
+                raise ValueError(f"ground truth {truth_layer.name!r} has {truth_layer.data.ndim} dimensions; "
+                                 f"the image has {layer.data.ndim}")
+            truth = truth_layer.data[reg.index]
+        extra = self.extra_inputs(layer, reg.index)
+        events = self.events(image, channel_axis, truth, v["device"], extra)
+        settings = {**v, "factor": self.factor(), "ground_truth": getattr(truth_layer, "name", None)}
+        return Job(title=self.title, source=layer, image=image, channel_axis=channel_axis, region=reg,
+                   events=events, settings=settings, factor=self.factor(), finish=self.finish)
+
+    def run(self, *_):
+        """Start a job from the form; show bad input as an error notification."""
+        from napari.utils.notifications import show_error
+
+        try:
+            return self.runner.start(self.make_job())
+        except (ValueError, RuntimeError, MemoryError) as err:
+            self.progress.setFormat(f"not started: {err}")
+            show_error(f"{self.title}: {err}")
+            return None
+
+    # -- form behaviour --------------------------------------------------------------------
+    def _apply_preset(self, *_):
+        for name, value in self.preset_values().items():
+            self[name].value = value
+
+    def _update_range(self, *_):
+        layer = self["image"].value
+        in_range = self["scope"].value == "range"
+        n = 0
+        if layer is not None and layer.ndim > 2:
+            n = layer.data.shape[layer.ndim - 3] - 1
+        for name in ("first", "last"):
+            self[name].max = max(n, 0)
+            self[name].visible = in_range
+        if in_range and self["last"].value == 0:
+            self["last"].value = n
+
+    def _set_running(self, running: bool) -> None:
+        self["run"].enabled = not running
+        self["stop"].enabled = running

@@ -1,0 +1,98 @@
+"""Widgets beyond grey denoising: RGB, inpainting, the Deep Decoder, sample data, screenshots."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+
+def test_sample_data_loads_small_images(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-dip", "f16_noisy")
+    viewer.open_sample("napari-dip", "mri_t1")
+    f16, clean = viewer.layers["F16"], viewer.layers["F16 clean"]
+    assert f16.rgb and f16.data.shape == (128, 128, 3) and f16.data.dtype == np.uint8
+    noise = f16.data.astype(float) - clean.data
+    assert 15 < noise.std() < 30  # sigma 25 before clipping
+    mri = viewer.layers["T1 MRI"]
+    assert mri.data.shape == (5, 235, 192) and tuple(mri.scale) == (0.8, 0.8, 0.8)
+    assert str(mri.units[0]) == "millimeter"
+    mri_clean = viewer.layers["T1 MRI clean"].data
+    assert mri_clean.max() == 314 and np.array_equal(mri_clean, np.round(mri_clean))  # integer intensities
+
+
+def test_rgb_stays_rgb(open_widget, run_job, screenshot):
+    viewer, widget = open_widget("denoise", show=True)
+    viewer.open_sample("napari-dip", "f16_noisy")
+    widget.reset_choices()
+    widget["image"].value = viewer.layers["F16"]
+    widget["ground_truth"].value = viewer.layers["F16 clean"]
+    widget["iterations"].value = 6
+    widget["stopping"].value = "fixed"
+    layer = run_job(widget)
+    assert layer.rgb and layer.data.shape == (128, 128, 3) and layer.data.dtype == np.uint8
+    assert layer.metadata["report"]["channel_axis"] == 2
+    assert np.isfinite(layer.metadata["metrics"]["psnr_input"])
+    assert screenshot(viewer, "test_denoise_rgb").shape[-1] in (3, 4)
+
+
+def test_inpaint_fills_a_labels_mask(open_widget, run_job, em_crop):
+    viewer, widget = open_widget("inpaint")
+    src = viewer.add_image(em_crop[0], name="EM")
+    holes = np.zeros((64, 64), np.uint8)
+    holes[20:30, 10:50] = 1
+    viewer.add_labels(holes, name="holes")
+    widget.reset_choices()
+    widget["image"].value = src
+    widget["mask"].value = viewer.layers["holes"]
+    widget["iterations"].value = 10
+    widget["stopping"].value = "fixed"
+    layer = run_job(widget)
+    assert layer.name == "EM [DIP inpaint]" and layer.data.shape == (64, 64)
+    assert layer.metadata["settings"]["mask"] == "holes"
+    assert layer.data[20:30, 10:50].std() > 0.5  # the hole holds the network's output, not zeros
+    np.testing.assert_array_equal(src.data, em_crop[0])
+
+
+def test_inpaint_mask_from_shapes_and_errors(open_widget, notifications):
+    from napari_dip._widgets.inpaint import known_pixels
+
+    viewer, widget = open_widget("inpaint")
+    src = viewer.add_image(np.zeros((40, 50, 3), np.uint8), name="rgb", rgb=True)
+    shapes = viewer.add_shapes([np.array([[10, 10], [10, 30], [20, 30], [20, 10]])], shape_type="rectangle")
+    known = known_pixels(shapes, src)
+    assert known.shape == (40, 50, 3)
+    assert (~known[..., 0]).sum() == pytest.approx(11 * 21, abs=25)
+    viewer.add_labels(np.zeros((40, 50), np.uint8), name="empty")
+    widget.reset_choices()
+    widget["image"].value = src
+    widget["mask"].value = viewer.layers["empty"]
+    assert widget.run() is None
+    assert "marks no pixels" in str(notifications[-1].message)
+    assert len(viewer.layers) == 3
+
+
+def test_deep_decoder_ensemble_and_patches(open_widget, run_job, em_crop):
+    viewer, widget = open_widget("decoder")
+    src = viewer.add_image(em_crop[0], name="EM", scale=(2.0, 2.0))
+    widget.reset_choices()
+    widget["image"].value = src
+    for name, value in dict(channels=16, blocks=3, scale=4, code="blurred", patch_rows=2, patch_cols=2,
+                            ensemble=2, iterations=12, add_members=True, add_spread=True,
+                            add_patches=True, preview_every=4).items():
+        widget[name].value = value
+    layer = run_job(widget)
+    assert layer.name == "EM [Deep Decoder]" and layer.data.shape == (64, 64)
+    names = [l.name for l in viewer.layers]
+    assert names == ["EM", "EM [Deep Decoder]", "EM [Deep Decoder] spread (std)",
+                     "EM [Deep Decoder] members", "EM [Deep Decoder] patches"]
+    assert viewer.layers["EM [Deep Decoder] members"].data.shape == (2, 64, 64)
+    assert viewer.layers["EM [Deep Decoder] patches"].data.shape == (4, 32, 32)
+    spread = viewer.layers["EM [Deep Decoder] spread (std)"].data
+    assert spread.shape == (64, 64) and spread.mean() > 0
+    md = layer.metadata
+    assert md["report"]["ensemble"] == 2 and md["report"]["patches"] == "2x2"
+    assert md["report"]["iterations"] == 12 and "cv_percent" in md["report"]
+    assert md["metrics"]["psnr"] > 5 and tuple(layer.scale) == (2.0, 2.0)
+    assert len(widget.curve.points["loss"]) == 12
