@@ -68,8 +68,9 @@ class TaskForm(QWidget):
             *self.network_fields(),
             FloatSpinBox(name="code_noise", label="code noise", min=0.0, max=1.0, step=0.01),
             FloatSpinBox(name="lr", label="learning rate", min=1e-5, max=1.0, step=0.001),
-            ComboBox(name="precision", choices=PRECISIONS, value="fp32",
-                     tooltip="bf16 is faster for large networks on CPUs with bf16 support"),
+            ComboBox(name="precision", choices=PRECISIONS, value="auto",
+                     tooltip="auto: bf16 where it is faster (GPUs with bf16; CPUs with AMX/AVX512-BF16 "
+                             "for images of 128x128 and more), fp32 otherwise"),
             SpinBox(name="preview_every", label="preview every", min=0, max=10_000, value=50,
                     tooltip="Update the result layer every N iterations (0: only at the end)"),
             *self.stack_fields(),
