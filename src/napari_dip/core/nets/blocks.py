@@ -151,3 +151,9 @@ def unpack(x: torch.Tensor, groups: int) -> torch.Tensor:
 def count_parameters(net: nn.Module, groups: int = 1) -> int:
     """Trainable parameters of one problem's network."""
     return sum(p.numel() for p in net.parameters() if p.requires_grad) // groups
+
+
+def padded_to_multiple(height: int, width: int, multiple: int) -> tuple[int, int]:
+    """The smallest size >= (height, width) made of whole multiples, at least two per side."""
+    return (max(-(-height // multiple) * multiple, 2 * multiple),
+            max(-(-width // multiple) * multiple, 2 * multiple))

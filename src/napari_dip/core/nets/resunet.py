@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .blocks import Conv, Upsample, activation, cat_groups, norm, pack, unpack
+from .blocks import Conv, Upsample, activation, cat_groups, norm, pack, padded_to_multiple, unpack
 
 POOLINGS = ("max", "avg")
 
@@ -39,8 +39,7 @@ class ResUNetConfig:
 
     def padded_size(self, height: int, width: int) -> tuple[int, int]:
         """The smallest size >= (height, width) the network accepts."""
-        m = self.size_multiple
-        return max(-(-height // m) * m, 2 * m), max(-(-width // m) * m, 2 * m)
+        return padded_to_multiple(height, width, self.size_multiple)
 
     def code_shape(self, height: int, width: int) -> tuple[int, int, int]:
         """Shape of the code for an output of (height, width)."""
