@@ -96,3 +96,23 @@ def test_deep_decoder_ensemble_and_patches(open_widget, run_job, em_crop):
     assert md["report"]["iterations"] == 12 and "cv_percent" in md["report"]
     assert md["metrics"]["psnr"] > 5 and tuple(layer.scale) == (2.0, 2.0)
     assert len(widget.curve.points["loss"]) == 12
+
+
+def test_deep_decoder_fills_every_slice_of_a_stack(open_widget, run_job, em_crop):
+    viewer, widget = open_widget("decoder")
+    src = viewer.add_image(em_crop[:2, :32, :32], name="EM stack")
+    before = src.data.copy()
+    widget.reset_choices()
+    widget["image"].value = src
+    widget["scope"].value = "all slices"
+    for name, value in dict(channels=8, blocks=2, scale=4, ensemble=2, iterations=6,
+                            add_members=True, add_spread=True).items():
+        widget[name].value = value
+    layer = run_job(widget)
+    assert layer.data.shape == (2, 32, 32)
+    assert all(float(np.abs(layer.data[i]).max()) > 0 for i in range(2))  # both slices restored
+    assert [r["slice"] for r in layer.metadata["report"]["slices"]] == [0, 1]
+    assert viewer.layers["EM stack [Deep Decoder] members"].data.shape == (2, 2, 32, 32)
+    spread = viewer.layers["EM stack [Deep Decoder] spread (std)"].data
+    assert spread.shape == (2, 32, 32) and spread[1].mean() > 0
+    np.testing.assert_array_equal(src.data, before)

@@ -1,8 +1,8 @@
-"""Deep Decoder: fit under-parameterised decoders to one 2D slice (napari_dip.decoder.fit_decoder).
+"""Deep Decoder: fit under-parameterised decoders slice by slice (napari_dip.decoder.fit_decoder).
 
-Fits R x C patches and N ensemble members at once; the result layer is the members' mean, and
-the members, the per-pixel spread (standard deviation) and the per-patch outputs can be added
-as layers.
+Fits R x C patches and N ensemble members of a slice at once; the result layer is the members'
+mean, and the members, the per-pixel spread (standard deviation) and, for one slice, the
+per-patch outputs can be added as layers.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ PRESETS = {
 
 
 class DeepDecoderWidget(TaskForm):
-    """Dock widget: fit or denoise the current slice with Deep Decoders (patch grid, ensemble)."""
+    """Dock widget: fit or denoise slices with Deep Decoders (patch grid, ensemble)."""
 
     task = "decoder"
     title = "Deep Decoder"
@@ -30,7 +30,6 @@ class DeepDecoderWidget(TaskForm):
         super().__init__(napari_viewer)
         self["stopping"].choices = ("fixed", "oracle")
         self["stopping"].value = "fixed"
-        self["scope"].choices = ("current slice",)
         self._advanced.remove(self["code_noise"])  # decoders fit without code noise
 
     def task_fields(self) -> list:
@@ -60,16 +59,10 @@ class DeepDecoderWidget(TaskForm):
                              value=4.0)]
 
     def stack_fields(self) -> list:
-        return []  # one slice at a time
+        return []  # each slice is its own batch of members x patches
 
     def preset_values(self) -> dict:
         return dict(PRESETS[self["preset"].value])
-
-    def make_job(self):
-        job = super().make_job()
-        if job.layout.n_slices != 1:
-            raise ValueError("the Deep Decoder fits one 2D slice at a time; use scope 'current slice'")
-        return job
 
     def events(self, image, channel_axis, ground_truth, device, extra):
         v = self.values()
@@ -81,48 +74,70 @@ class DeepDecoderWidget(TaskForm):
                        iterations=v["iterations"], lr=v["lr"], stop=v["stopping"], seed=v["seed"],
                        precision=v["precision"], device=device,
                        channel_axis=None if channel_axis is None else -1)
-        img = image.reshape(plane)
-        truth = None if ground_truth is None else ground_truth.reshape(plane)
+        planes = image.reshape(-1, *plane)
+        truths = None if ground_truth is None else ground_truth.reshape(-1, *plane)
 
         def events(out, cancel):
             from .. import decoder
             from ..api import SliceDone, SliceProgress
 
-            gen = callback_events(lambda callback: decoder.fit_decoder(
-                img, ground_truth=truth, callback=callback, cancel=cancel, **options))
-            while True:
-                try:
-                    progress = next(gen)
-                except StopIteration as stop:
-                    result = stop.value
+            out_planes = out.reshape(-1, *plane)  # a view: the layer's data fills slice by slice
+            results, records, reports = [], [], []
+            count = len(planes)
+            for i, img in enumerate(planes):
+                truth = None if truths is None else truths[i]
+                gen = callback_events(lambda callback: decoder.fit_decoder(
+                    img, ground_truth=truth, callback=callback, cancel=cancel, **options))
+                while True:
+                    try:
+                        progress = next(gen)
+                    except StopIteration as stop:
+                        result = stop.value
+                        break
+                    yield SliceProgress(i, i, count, _summary(progress, grid, members, decoder))
+                out_planes[i] = result.output
+                report = result.report
+                record = {"slice": i, "iterations": report["iterations"], "seconds": report["seconds"]}
+                if "mean" in report:
+                    record.update(psnr=report["mean"]["psnr"], ssim=report["mean"]["ssim"])
+                if report["cancelled"]:
+                    record["partial"] = True
+                results.append(result)
+                records.append(record)
+                reports.append(report)
+                yield SliceDone(i, i, count, out_planes[i], record)
+                if report["cancelled"]:
                     break
-                yield SliceProgress(0, 0, 1, _summary(progress, grid, members, decoder))
-            out[...] = result.output.reshape(out.shape)
-            report = result.report
-            record = {"slice": 0, "iterations": report["iterations"], "seconds": report["seconds"]}
-            if "mean" in report:
-                record.update(psnr=report["mean"]["psnr"], ssim=report["mean"]["ssim"])
-            partial = bool(report["cancelled"])
-            if partial:
-                record["partial"] = True
-            yield SliceDone(0, 0, 1, out, record)
-            return result, {**report, "slices": [record], "partial": partial}
+            partial = len(results) < count or bool(reports[-1]["cancelled"])
+            summary = {**reports[-1], "slices": records, "partial": partial,
+                       "seconds": float(sum(r["seconds"] for r in reports))}
+            if count > 1:
+                summary["slice_reports"] = reports
+            return results, summary
         return events
 
-    def finish(self, result, report, layer) -> None:
-        """Add the members, the spread and the patch outputs as layers, as asked."""
+    def finish(self, results, report, layer) -> None:
+        """Add the members, the spread and (for one slice) the patch outputs as layers, as asked.
+
+        Slices a stopped job did not reach stay at 0 in these layers.
+        """
         v = self.values()
         base = layer.name
+        n_slices = int(np.prod(layer.data.shape)) // int(np.prod(results[0].output.shape))
+        std = np.zeros((n_slices, *results[0].std.shape), np.float32)
+        members = np.zeros((v["ensemble"], n_slices, *results[0].output.shape), np.float32)
+        for i, r in enumerate(results):
+            std[i], members[:, i] = r.std, r.members
         if v["add_spread"] and v["ensemble"] > 1:
-            self.viewer.add_image(result.std.reshape(layer.data.shape), name=f"{base} spread (std)",
+            self.viewer.add_image(std.reshape(layer.data.shape), name=f"{base} spread (std)",
                                   colormap="magma", rgb=layer.rgb, **_geometry(layer),
                                   metadata={"source": base, "what": "per-pixel std across members"})
         if v["add_members"] and v["ensemble"] > 1:
-            self.viewer.add_image(result.members.reshape(-1, *layer.data.shape), name=f"{base} members",
+            self.viewer.add_image(members.reshape(-1, *layer.data.shape), name=f"{base} members",
                                   rgb=layer.rgb, contrast_limits=layer.contrast_limits,
                                   **_geometry(layer, "member"), metadata={"source": base})
-        if v["add_patches"] and len(result.patches) > 1:
-            self.viewer.add_image(np.stack(result.patches), name=f"{base} patches", rgb=layer.rgb,
+        if v["add_patches"] and len(results[0].patches) > 1 and n_slices == 1:
+            self.viewer.add_image(np.stack(results[0].patches), name=f"{base} patches", rgb=layer.rgb,
                                   contrast_limits=layer.contrast_limits, **_geometry(layer, "patch"),
                                   metadata={"source": base, "order": "row by row",
                                             "patch_metrics": report.get("patch_metrics")})
