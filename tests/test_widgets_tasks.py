@@ -116,3 +116,21 @@ def test_deep_decoder_fills_every_slice_of_a_stack(open_widget, run_job, em_crop
     spread = viewer.layers["EM stack [Deep Decoder] spread (std)"].data
     assert spread.shape == (2, 32, 32) and spread[1].mean() > 0
     np.testing.assert_array_equal(src.data, before)
+
+
+def test_architecture_and_auto_stopping_settings_reach_the_engine(open_widget, run_job, em_crop):
+    viewer, widget = open_widget("denoise")
+    src = viewer.add_image(em_crop[0, :32, :32], name="EM")
+    widget.reset_choices()
+    widget["image"].value = src
+    assert widget["downsample"].value == "stride"
+    widget["architecture"].value = "resunet"
+    assert widget["downsample"].value == "max"  # the residual U-Net's preset values
+    for name, value in dict(iterations=5, stop_window=20, stop_patience=40, stop_min_iterations=3).items():
+        widget[name].value = value
+    layer = run_job(widget)
+    report = layer.metadata["report"]
+    assert report["architecture"] == "resunet" and report["network"]["type"] == "ResUNetConfig"
+    assert (report["stopping"]["window"], report["stopping"]["patience"],
+            report["stopping"]["min_iterations"]) == (20, 40, 3)
+    assert layer.data.shape == (32, 32)

@@ -58,6 +58,9 @@ class DeepDecoderWidget(TaskForm):
                 FloatSpinBox(name="feature_size", label="Perlin feature size", min=0.5, max=256.0,
                              value=4.0)]
 
+    def stopping_fields(self) -> list:
+        return []  # decoders need no early stopping
+
     def stack_fields(self) -> list:
         return []  # each slice is its own batch of members x patches
 

@@ -15,6 +15,7 @@ from .curve import CurvePlot
 from .layers import SCOPES, region
 from .runner import Job, JobRunner, available_devices
 
+ARCHITECTURES = ("skip", "resunet")
 ACTIVATIONS = ("leakyrelu", "relu", "swish", "mish")
 UPSAMPLERS = ("bilinear", "nearest", "transposed")
 DOWNSAMPLERS = ("stride", "max", "avg")
@@ -66,6 +67,7 @@ class TaskForm(QWidget):
         self._advanced = Container(name="advanced", labels=True)
         self._advanced.extend([
             *self.network_fields(),
+            *self.stopping_fields(),
             FloatSpinBox(name="code_noise", label="code noise", min=0.0, max=1.0, step=0.01),
             FloatSpinBox(name="lr", label="learning rate", min=1e-5, max=1.0, step=0.001),
             ComboBox(name="precision", choices=PRECISIONS, value="auto",
@@ -95,6 +97,8 @@ class TaskForm(QWidget):
         self["run"].clicked.connect(self.run)
         self["stop"].clicked.connect(self.runner.stop)
         self["preset"].changed.connect(self._apply_preset)
+        if "architecture" in self.control_names():
+            self["architecture"].changed.connect(self._apply_preset)
         self["scope"].changed.connect(self._update_range)
         self["image"].changed.connect(self._update_range)
         self._apply_preset()
@@ -121,11 +125,23 @@ class TaskForm(QWidget):
 
     def network_fields(self) -> list:
         """The network's knobs in the Advanced section (here: the DIP skip network's)."""
-        return [ComboBox(name="activation", choices=ACTIVATIONS),
+        return [ComboBox(name="architecture", choices=ARCHITECTURES, value="skip",
+                         tooltip="skip: the Deep Image Prior paper's network; resunet: a residual "
+                                 "U-Net with dropout (judged with dropout off)"),
+                ComboBox(name="activation", choices=ACTIVATIONS),
                 ComboBox(name="upsample", choices=UPSAMPLERS),
                 ComboBox(name="downsample", choices=DOWNSAMPLERS),
                 ComboBox(name="padding", choices=PADDINGS),
                 ComboBox(name="code", choices=("uniform", "meshgrid"))]
+
+    def stopping_fields(self) -> list:
+        """Settings of the automatic stopping rule (Advanced section)."""
+        return [SpinBox(name="stop_window", label="auto stop: window", min=2, max=10_000,
+                        tooltip="Span of the moving variance of the outputs"),
+                SpinBox(name="stop_patience", label="auto stop: patience", min=1, max=100_000,
+                        tooltip="Stop after this many iterations without a new variance minimum"),
+                SpinBox(name="stop_min_iterations", label="auto stop: at least", min=0, max=100_000,
+                        tooltip="Never stop before this many iterations")]
 
     def stack_fields(self) -> list:
         """How the slices of a stack are fitted (Advanced section)."""
@@ -139,11 +155,13 @@ class TaskForm(QWidget):
         """Form values implied by the chosen preset (iterations and the engine knobs)."""
         from ..core.presets import get_preset
 
-        p = get_preset(self.task, self["preset"].value, factor=self.factor())
+        p = get_preset(self.task, self["preset"].value, factor=self.factor(),
+                       architecture=self["architecture"].value)
         net = p.network
         return {"iterations": p.fit.iterations, "activation": net.activation, "upsample": net.upsample,
                 "downsample": net.downsample, "padding": net.pad, "code": p.code,
-                "code_noise": p.fit.code_noise, "lr": p.fit.lr}
+                "code_noise": p.fit.code_noise, "lr": p.fit.lr, "stop_window": p.stopping.window,
+                "stop_patience": p.stopping.patience, "stop_min_iterations": p.stopping.min_iterations}
 
     def factor(self) -> int:
         return 1
@@ -154,8 +172,11 @@ class TaskForm(QWidget):
         return dict(preset=v["preset"], factor=self.factor(), iterations=v["iterations"], lr=v["lr"],
                     code_noise=v["code_noise"], stop=v["stopping"], seed=v["seed"],
                     precision=v["precision"], preview_every=v["preview_every"], code=v["code"],
+                    architecture=v["architecture"],
                     network={"activation": v["activation"], "upsample": v["upsample"],
-                             "downsample": v["downsample"], "pad": v["padding"]})
+                             "downsample": v["downsample"], "pad": v["padding"]},
+                    stopping={"window": v["stop_window"], "patience": v["stop_patience"],
+                              "min_iterations": v["stop_min_iterations"]})
 
     def extra_inputs(self, layer, block_index) -> dict:
         """Task inputs besides the image and ground truth (e.g. the inpainting mask)."""
