@@ -82,8 +82,9 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
     intensity units; slices not processed are copied from ``out`` if given, otherwise from the
     input (denoising, inpainting) or left at 0 (super-resolution). The input is never modified.
 
-    ``batch_size`` slices are fitted at once as independent networks (same result per slice
-    as one at a time); ``None`` picks it from the free memory and the slice size (see
+    ``batch_size`` slices are fitted at once as independent networks (the same result per slice
+    as one at a time at the same precision; with ``precision='auto'`` a batch of at least
+    128x128 pixels in all may switch to bf16); ``None`` picks it from the free memory and the slice size (see
     :func:`auto_batch_size`). With ``warm_start`` each batch starts from the weights fitted
     to the last slice of the batch before, and the stopping rule decides how long it goes on.
     """

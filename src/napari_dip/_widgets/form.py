@@ -147,7 +147,8 @@ class TaskForm(QWidget):
         """How the slices of a stack are fitted (Advanced section)."""
         return [SpinBox(name="batch_size", label="slices at once", min=0, max=1024, value=0,
                         tooltip="Slices fitted together as independent networks (0: as many as "
-                                "memory allows); the result per slice is the same"),
+                                "memory allows); in fp32 the result per slice is the same; with precision "
+                                "auto a large batch may switch to bf16"),
                 CheckBox(name="warm_start", label="warm start", value=False,
                          tooltip="Start each batch from the weights fitted to the slice before")]
 
