@@ -14,7 +14,9 @@ seconds are the batch time divided by the batch size. Every row names its reduce
 Experiments (``--experiments``): ``denoise`` (sigma 25/255 on EM, MRI, fluorescence and
 natural crops), ``superres`` (x4, Lanczos operator: zebra and ISBI), ``architecture``
 (skip vs residual U-Net on the denoising crops), ``presets`` (paper vs fast, oracle, on ISBI
-and MRI crops), ``stopping`` (several automatic settings scored on the denoising fits).
+and MRI crops), ``stopping`` (several automatic settings scored on the denoising fits),
+``decoder`` (Deep Decoder fitting of whole axial MRI slices with the MRI report's best setting,
+k 96, l 6, s 8, blurred code; 5000 iterations unless ``--iterations``).
 """
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-EXPERIMENTS = ("denoise", "superres", "architecture", "presets", "stopping")
+EXPERIMENTS = ("denoise", "superres", "architecture", "presets", "stopping", "decoder")
+DECODER = {"channels": 96, "blocks": 6, "scale": 8, "code": "blurred"}  # the MRI report's best
 TV_WEIGHTS = (0.02, 0.05, 0.1, 0.2)
 COLUMNS = ("experiment", "image", "kind", "crop", "degradation", "method", "preset", "architecture",
            "iterations", "stop_iteration", "psnr", "ssim", "seconds", "settings")
@@ -92,6 +95,39 @@ def superres_crops(data: Path, size: int, slices: int) -> list[Crop]:
     """High-resolution crops: zebra (RGB) and ISBI slices."""
     crops = [Crop("zebra", "natural", _chw(_textured(_png(data / "natural" / "zebra_GT.png"), size)))]
     return crops + [Crop(f"isbi-z{i}", "EM", _chw(_textured(a, size))) for i, a in _isbi(data, slices)]
+
+
+def mri_slices(data: Path, slices: int) -> list[Crop]:
+    """Whole axial slices of the T1 volume around its middle, each scaled to [0, 1] by its min..max."""
+    import nibabel as nib
+    vol = nib.load(data / "mri" / "niimath_T1.nii.gz").get_fdata(dtype=np.float32)
+    mid = vol.shape[2] // 2
+    picks = [mid] if slices == 1 else np.linspace(mid - 10, mid + 10, slices).round().astype(int)
+    out = []
+    for z in picks:
+        a = np.rot90(vol[:, :, int(z)])
+        out.append(Crop(f"mri-t1-axial{int(z)}", "MRI", _chw((a - a.min()) / (a.max() - a.min()))))
+    return out
+
+
+def decoder_rows(crops: list[Crop], iterations: int, seed: int, precision: str) -> list[dict]:
+    """Deep Decoder fits of clean slices (representation): PSNR/SSIM against the slice itself."""
+    from napari_dip.decoder import fit_decoder
+    rows = []
+    for crop in crops:
+        t = time.perf_counter()
+        result = fit_decoder(crop.image[0], iterations=iterations, seed=seed, precision=precision,
+                             device="cpu", **DECODER)
+        p, q = score(result.output[None], crop.image)
+        rows.append({"experiment": "decoder", "image": crop.name, "kind": crop.kind,
+                     "crop": "x".join(map(str, crop.image.shape[1:])), "degradation": "none (fit)",
+                     "method": "Deep Decoder fit", "preset": "", "architecture": "deep decoder",
+                     "iterations": iterations, "stop_iteration": iterations, "psnr": p, "ssim": q,
+                     "seconds": time.perf_counter() - t,
+                     "settings": (f"k {DECODER['channels']}, l {DECODER['blocks']}, s {DECODER['scale']}, "
+                                  f"{DECODER['code']} code, {iterations} it, seed {seed}, {precision}, "
+                                  f"{result.report['parameters']} parameters")})
+    return rows
 
 
 def add_noise(clean: np.ndarray, sigma: float, seed: int) -> np.ndarray:
@@ -312,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
             rows += baseline_rows(crop, [("bicubic", "torch bicubic", bicubic(lr, args.factor),
                                           time.perf_counter() - t)], crop.image, base)
         rows += dip_rows(crops, config, run_dip(config, low, [c.image for c in crops]), base)
+    if "decoder" in want:
+        rows += decoder_rows(mri_slices(args.data, args.slices), args.iterations or 5000, args.seed,
+                             args.precision)
     total = time.perf_counter() - start
     write_outputs(args.out, rows, total, args)
     print(f"wrote {args.out / 'quality.csv'} and {args.out / 'quality.md'} in {total / 60:.1f} min")

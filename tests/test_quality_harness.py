@@ -77,3 +77,15 @@ def test_harness_writes_csv_and_markdown_with_settings(tmp_path):
         quality.main(["--experiments", "superres", "--crop", "40", "--out", str(tmp_path)])
     md = (tmp_path / "quality.md").read_text()
     assert "--iterations 20" in md and md.count("| zebra |") == 3
+
+
+def test_harness_fits_whole_mri_slices_with_the_deep_decoder(tmp_path):
+    torch.set_num_threads(1)
+    assert quality.main(["--experiments", "decoder", "--slices", "1", "--iterations", "30",
+                         "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "quality.csv")))
+    assert [r["method"] for r in rows] == ["Deep Decoder fit"]
+    row = rows[0]
+    assert row["image"] == "mri-t1-axial93" and row["crop"] == "235x192"
+    assert "k 96, l 6, s 8, blurred code, 30 it" in row["settings"]
+    assert float(row["psnr"]) > 15  # 30 iterations already represent the slice coarsely
