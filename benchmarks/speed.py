@@ -2,8 +2,9 @@
 
 (a) the paper network (F16 skip net, grey output) per iteration at 256 x 256: fp32 eager
     against the engine's fastest settings, interleaved A B A B and timed in CPU seconds;
-(b) a stack of ISBI EM slices with Gaussian noise (sigma 25/255): one cold slice at a time
-    in fp32 against batched and warm-started fits, slices per CPU minute and mean PSNR;
+(b) stacks of ISBI EM sections and of T1 MRI slices with Gaussian noise (sigma 25/255): one
+    cold slice at a time against a batch, warm starts, and both, slices per CPU minute and
+    mean PSNR (optionally a longer ISBI stack, ``--long-slices``);
 (c) the peak memory (max RSS) of a process fitting the stack one slice at a time, in one
     batch, and a 200-slice volume in batches: bounded by the batch, not by the volume.
 
@@ -27,8 +28,11 @@ from napari_dip.core.fit import cpu_has_fast_bf16, drain, fit
 from napari_dip.core.task import build_problem, make_config
 
 ROOT = Path(__file__).resolve().parents[1]
-ISBI = ROOT.parent / "shared" / "data" / "em" / "isbi2012_train_volume.tif"
+DATA = ROOT.parent / "shared" / "data"
+ISBI = DATA / "em" / "isbi2012_train_volume.tif"
+MRI = DATA / "mri" / "niimath_T1.nii.gz"
 SIGMA = 25 / 255
+STACK_NAMES = {"isbi": "ISBI EM sections", "mri": "axial T1 MRI slices"}
 
 
 def cpu_seconds_per_iteration(precision: str, layout: str, size: int, iterations: int) -> float:
@@ -53,20 +57,31 @@ def part_a(size: int, iterations: int, repeats: int) -> dict:
     return {k: min(v) for k, v in times.items()}
 
 
-def load_stack(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """n clean slices (a size x size crop at the centre) and their noisy versions, in [0, 1]."""
-    import tifffile
-    vol = tifffile.imread(ISBI)[:n].astype(np.float32) / 255
-    y0 = (vol.shape[1] - size) // 2
-    clean = np.ascontiguousarray(vol[:, y0:y0 + size, y0:y0 + size])
+def load_stack(n: int, size: int, stack: str = "isbi") -> tuple[np.ndarray, np.ndarray]:
+    """n consecutive clean slices (a size x size crop at the centre) and their noisy versions,
+    in [0, 1]: the first ISBI EM sections, or axial T1 MRI slices around the volume's middle
+    (scaled by the volume's 99.9th percentile)."""
+    if stack == "isbi":
+        import tifffile
+        vol = tifffile.imread(ISBI)[:n].astype(np.float32) / 255
+    else:
+        import nibabel as nib
+        t1 = nib.load(MRI).get_fdata(dtype=np.float32)
+        z0 = t1.shape[2] // 2 - n // 2
+        vol = np.stack([np.rot90(t1[:, :, z]) for z in range(z0, z0 + n)])
+        vol = np.clip(vol / np.percentile(t1, 99.9), 0, 1).astype(np.float32)
+    if len(vol) < n:
+        raise ValueError(f"the {stack} stack has {len(vol)} slices, fewer than the {n} asked for")
+    y0, x0 = (vol.shape[1] - size) // 2, (vol.shape[2] - size) // 2
+    clean = np.ascontiguousarray(vol[:, y0:y0 + size, x0:x0 + size])
     noisy = clean + SIGMA * np.random.default_rng(0).standard_normal(clean.shape).astype(np.float32)
     return clean, noisy
 
 
 def stack_case(name: str, n: int, size: int, iterations: int, stop: str, precision: str,
-               batch_size: int, warm_start: bool) -> dict:
+               batch_size: int, warm_start: bool, stack: str = "isbi") -> dict:
     """Fit the stack through api.run; CPU seconds, PSNR per slice, iterations per slice."""
-    clean, noisy = load_stack(n, size)
+    clean, noisy = load_stack(n, size, stack)
     config = make_config("denoise", iterations=iterations, stop=stop, precision=precision, seed=0)
     t = time.process_time()
     _, report = drain(run(config, noisy, ground_truth=clean, device="cpu", batch_size=batch_size,
@@ -76,7 +91,7 @@ def stack_case(name: str, n: int, size: int, iterations: int, stop: str, precisi
     return {"name": name, "cpu_seconds": seconds, "slices_per_minute": 60 * n / seconds,
             "psnr": float(np.mean(psnrs)), "psnr_input": float(np.mean([s["psnr_input"] for s in report["slices"]])),
             "iterations": [s["stop_iteration"] for s in report["slices"]],
-            "batch": report["batch_size"]}
+            "batch": report["batch_size"], "stack": stack, "slices": n}
 
 
 def peak_memory(n: int, size: int, iterations: int, batch_size: int) -> float:
@@ -129,7 +144,6 @@ def _events(gen):
 
 def write_table(path: Path, a: dict, b: list[dict], c: list[tuple[str, float]], args) -> str:
     base_a = a["fp32 eager"]
-    base_b = b[0]
     lines = [
         "## Results",
         "",
@@ -145,19 +159,23 @@ def write_table(path: Path, a: dict, b: list[dict], c: list[tuple[str, float]], 
     ]
     for name, sec in a.items():
         lines.append(f"| {name} | {sec:.3f} | {base_a / sec:.2f}x |")
-    lines += [
-        "",
-        f"### (b) {args.slices} ISBI slices, {args.size_b} x {args.size_b}, sigma 25/255, "
-        f"fast preset, stop '{args.stop}', at most {args.iterations} iterations",
-        "",
-        "| fit | batch | CPU s | slices / CPU min | throughput | mean PSNR (dB) | dPSNR | stop iterations |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in b:
-        lines.append(f"| {r['name']} | {r['batch']} | {r['cpu_seconds']:.1f} | {r['slices_per_minute']:.2f} | "
-                     f"{r['slices_per_minute'] / base_b['slices_per_minute']:.2f}x | {r['psnr']:.2f} | "
-                     f"{r['psnr'] - base_b['psnr']:+.2f} | {', '.join(map(str, r['iterations']))} |")
-    lines += [f"", f"Noisy input: {base_b['psnr_input']:.2f} dB.", "",
+    for stack, n in dict.fromkeys((r["stack"], r["slices"]) for r in b):
+        rows = [r for r in b if (r["stack"], r["slices"]) == (stack, n)]
+        base_b = rows[0]
+        lines += [
+            "",
+            f"### (b) {n} {STACK_NAMES[stack]}, {args.size_b} x {args.size_b}, sigma 25/255, "
+            f"fast preset, stop '{args.stop}', {args.iterations} iterations (cold)",
+            "",
+            "| fit | batch | CPU s | slices / CPU min | throughput | mean PSNR (dB) | dPSNR | stop iterations |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            lines.append(f"| {r['name']} | {r['batch']} | {r['cpu_seconds']:.1f} | {r['slices_per_minute']:.2f} | "
+                         f"{r['slices_per_minute'] / base_b['slices_per_minute']:.2f}x | {r['psnr']:.2f} | "
+                         f"{r['psnr'] - base_b['psnr']:+.2f} | {', '.join(map(str, r['iterations']))} |")
+        lines += ["", f"Noisy input: {base_b['psnr_input']:.2f} dB."]
+    lines += ["",
               f"### (c) Peak memory a fit adds to a fresh process ({args.size_b} x {args.size_b} slices, "
               f"fast preset, RSS sampled every 5 ms)", "",
               "| run | peak added memory (MiB) |", "|---|---|"]
@@ -186,8 +204,13 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--slices", type=int, default=8)
     p.add_argument("--size-b", type=int, default=64)
-    p.add_argument("--iterations", type=int, default=1200)
-    p.add_argument("--stop", default="auto", choices=("auto", "fixed"))
+    p.add_argument("--iterations", type=int, default=500,
+                   help="iterations of a cold fit (default 500: the best fixed count at 64 x 64)")
+    p.add_argument("--stop", default="fixed", choices=("auto", "fixed"))
+    p.add_argument("--stacks", nargs="+", default=["isbi", "mri"], choices=tuple(STACK_NAMES))
+    p.add_argument("--long-slices", type=int, default=0, metavar="N",
+                   help="also compare a cold fit and a warm-started batched fit on N ISBI slices "
+                        "(batches of --slices)")
     p.add_argument("--volume", type=int, default=200, help="slices of the volume in (c)")
     p.add_argument("--out", default=str(ROOT / "docs" / "speed.md"))
     p.add_argument("--json", default=None, help="also write the raw numbers here")
@@ -202,12 +225,17 @@ def main() -> None:
     else:
         a = part_a(args.size_a, args.iterations_a, args.repeats)
         print("a", a, flush=True)
-        b = [stack_case("one cold slice at a time, fp32", n, s, its, stop, "fp32", 1, False)]
-        print("b", b[-1], flush=True)
-        b.append(stack_case("batched, auto precision", n, s, its, stop, "auto", n, False))
-        print("b", b[-1], flush=True)
-        b.append(stack_case("warm-started, one at a time, auto precision", n, s, its, stop, "auto", 1, True))
-        print("b", b[-1], flush=True)
+        b = []
+        for stack in args.stacks:
+            for name, batch, warm in (("one cold slice at a time", 1, False), ("batched, cold", n, False),
+                                      ("warm-started, one at a time", 1, True),
+                                      ("warm-started and batched", n, True)):
+                b.append(stack_case(name, n, s, its, stop, "auto", batch, warm, stack))
+                print("b", b[-1], flush=True)
+        if args.long_slices:
+            for name, batch, warm in (("one cold slice at a time", 1, False), ("warm-started and batched", n, True)):
+                b.append(stack_case(name, args.long_slices, s, its, stop, "auto", batch, warm, "isbi"))
+                print("b", b[-1], flush=True)
     c = [(f"{n} slices, one at a time", peak_memory(n, s, 3, 1)),
          (f"{n} slices, batch {n}", peak_memory(n, s, 3, n)),
          (f"{args.volume} slices, batch {n}", peak_memory(args.volume, s, 3, n))]

@@ -106,17 +106,17 @@ def test_dask_cluster_matches_local_and_retries(tmp_path, monkeypatch):
     vol = _volume(4)
     process_volume(_config(), vol, TIFF, tmp_path / "local.tif")
     flaky = tmp_path / "failed-once"
-    real = cluster.restore_slice
+    real = cluster.restore_slices
 
-    def fail_once_on_slice_2(config, image, **kw):  # the first attempt at one slice crashes
-        if abs(float(image.mean()) - target) < 1e-6 and not flaky.exists():
+    def fail_once_on_slice_2(config, slices, **kw):  # the first attempt at one slice crashes
+        if abs(float(slices[0][0].mean()) - target) < 1e-6 and not flaky.exists():
             flaky.write_text("x")
             raise RuntimeError("worker lost")
-        return real(config, image, **kw)
+        return real(config, slices, **kw)
 
     from napari_dip.arrays import Intensity
     target = float(Intensity.of(vol).to_unit(vol[2]).mean())
-    monkeypatch.setattr(cluster, "restore_slice", fail_once_on_slice_2)
+    monkeypatch.setattr(cluster, "restore_slices", fail_once_on_slice_2)
     events = []
     # One in-process worker: torch's global RNG (network initialisation) is shared by threads,
     # so real clusters run one single-threaded process per worker (see docs/batch.md).
@@ -135,10 +135,10 @@ def test_dask_cluster_matches_local_and_retries(tmp_path, monkeypatch):
 def test_dask_failure_is_reported_and_output_not_written(tmp_path, monkeypatch):
     import napari_dip.batch.cluster as cluster
 
-    def always_fails(config, image, **kw):
+    def always_fails(config, slices, **kw):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(cluster, "restore_slice", always_fails)
+    monkeypatch.setattr(cluster, "restore_slices", always_fails)
     events = []
     out = tmp_path / "dask.tif"
     with open_client(workers=1, processes=False) as (client, _):

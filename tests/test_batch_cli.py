@@ -140,3 +140,29 @@ def test_a_failing_input_is_reported_and_the_others_go_on(tmp_path, capsys):
     assert all("\n" not in e for e in failed.values())
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("napari-dip: FAILED")]
     assert [ln.split()[2] for ln in lines] == [str((folder / n).resolve()) + ":" for n in failed]
+
+
+def test_batch_size_and_warm_start_options_reach_every_path(tmp_path, capsys):
+    src = _stack(tmp_path / "vol.npy", 5)
+    opts = ["--iterations", "12", "--stop", "fixed", "--quiet", "--batch-size", "2", "--warm-start"]
+    outs = {}
+    for name, extra in (("local", []), ("dask", ["--workers", "1"])):
+        out, report = tmp_path / f"{name}.npy", tmp_path / f"{name}.json"
+        assert main(["denoise", str(src), "-o", str(out), *opts, *extra, "--report", str(report)]) == 0
+        r = json.loads(report.read_text())
+        assert r["command"]["batch_size"] == 2 and r["command"]["warm_start"] is True
+        records = sorted(r["slices"], key=lambda s: s["slice"])
+        assert [s["batch"] for s in records] == [1, 2, 2, 2, 2]  # the first slice alone, then batches
+        assert [s["warm_start"] for s in records] == [False, True, True, True, True]
+        outs[name] = np.load(out)
+        assert outs[name].shape == (5, 32, 32) and np.isfinite(outs[name]).all()
+    # the cluster ran the five slices as one task (one cold slice and up to 4 batches after it):
+    # the same fits as the local run, up to the float differences of its 2 torch threads
+    assert np.abs(outs["dask"] - outs["local"]).mean() < 0.1 * np.abs(outs["local"]).mean()
+    cold = tmp_path / "cold.npy"
+    assert main(["denoise", str(src), "-o", str(cold), *opts[:-3]]) == 0
+    assert not np.allclose(np.load(cold)[1:], outs["local"][1:])
+    for bad in ("0", "two"):
+        with pytest.raises(SystemExit):
+            main(["denoise", str(src), "-o", str(cold), "--batch-size", bad])
+        assert "expected 'auto' or a positive integer" in capsys.readouterr().err

@@ -99,7 +99,7 @@ def test_warm_start_copies_the_last_fitted_problem_into_every_problem():
 
 def test_warm_started_stack_starts_each_slice_from_the_slice_before():
     clean, noisy = _stack(3)
-    config = make_config("denoise", network=TINY, iterations=40, stop="fixed", precision="fp32")
+    config = make_config("denoise", network=TINY, iterations=120, stop="fixed", precision="fp32")
     cold, cold_report = drain(run(config, noisy, ground_truth=clean, device="cpu", batch_size=1))
     warm, warm_report = drain(run(config, noisy, ground_truth=clean, device="cpu", batch_size=1,
                                   warm_start=True))
@@ -107,9 +107,39 @@ def test_warm_started_stack_starts_each_slice_from_the_slice_before():
     assert not np.allclose(cold[1:], warm[1:])
     assert [s["warm_start"] for s in warm_report["slices"]] == [False, True, True]
     assert warm_report["warm_start"] and not cold_report["warm_start"]
-    # after the same few iterations, slices that start from their neighbour's fit are better
+    # warm slices stop once their data fit matches the first slice's, before the cold count,
+    # at about the same quality
+    target = warm_report["warm_target_loss"]
+    first_loss = warm_report["slices"][0]["final_loss"]
+    assert 0 < target < 2 * first_loss
+    warm_its = [s["stop_iteration"] for s in warm_report["slices"][1:]]
+    assert max(warm_its) < 120
     assert np.mean([s["psnr"] for s in warm_report["slices"][1:]]) > np.mean(
-        [s["psnr"] for s in cold_report["slices"][1:]])
+        [s["psnr"] for s in cold_report["slices"][1:]]) - 0.5
+
+
+def test_warm_start_with_batches_fits_the_first_slice_alone_then_batches_from_it():
+    clean, noisy = _stack(5)
+    config = make_config("denoise", network=TINY, iterations=60, stop="fixed", precision="fp32")
+    events = []
+    gen = run(config, noisy, ground_truth=clean, device="cpu", batch_size=2, warm_start=True)
+    while True:
+        try:
+            events.append(next(gen))
+        except StopIteration as stop:
+            out, report = stop.value
+            break
+    records = report["slices"]
+    assert [r["slice"] for r in records] == [0, 1, 2, 3, 4]
+    assert [r["batch"] for r in records] == [1, 2, 2, 2, 2]
+    assert [r["warm_start"] for r in records] == [False, True, True, True, True]
+    assert {e.slices for e in events if isinstance(e, SliceProgress)} == {(0,), (1, 2), (3, 4)}
+    assert records[0]["stop_iteration"] == 60 and all(r["stop_iteration"] <= 60 for r in records[1:])
+    assert out.shape == noisy.shape and np.isfinite(out).all()
+    # oracle evaluation keeps the oracle for warm slices (no data-fit rule)
+    oracle = make_config("denoise", network=TINY, iterations=20, stop="oracle", precision="fp32")
+    _, rep = drain(run(oracle, noisy[:3], ground_truth=clean[:3], device="cpu", batch_size=2, warm_start=True))
+    assert "warm_target_loss" in rep and all(r["psnr"] >= 0 for r in rep["slices"])
 
 
 def test_automatic_batch_size_follows_free_memory_and_slice_size(monkeypatch):
@@ -146,3 +176,25 @@ def test_denoise_passes_batch_options_through():
                                                   code_channels=4),
                               iterations=3, stop="fixed", batch_size=1, warm_start=True, return_report=True)
     assert out.shape == noisy.shape and report["batch_size"] == 1 and report["warm_start"]
+
+
+def test_one_precision_for_every_fit_of_a_run(monkeypatch):
+    """With precision 'auto' the run's full batch decides, so a warm start's first slice and a
+    last, smaller batch are fitted like the full batches."""
+    import napari_dip.core.fit as core_fit
+    monkeypatch.setattr(core_fit, "cpu_has_fast_bf16", lambda: True)
+    seen = []
+    real = api.fit
+
+    def spy(problem, settings, rule, **kw):
+        seen.append((problem.n, settings.precision))
+        return real(problem, settings, rule, **kw)
+
+    monkeypatch.setattr(api, "fit", spy)
+    _, noisy = _stack(6, size=64)
+    config = make_config("denoise", network=TINY, iterations=2, stop="fixed")
+    _, report = drain(run(config, noisy, device="cpu", batch_size=4, warm_start=True))
+    assert report["precision"] == "bf16" and seen == [(1, "bf16"), (4, "bf16"), (1, "bf16")]
+    seen.clear()
+    _, report = drain(run(config, noisy, device="cpu", batch_size=1))
+    assert report["precision"] == "fp32" and {p for _, p in seen} == {"fp32"}  # 64 x 64 alone: fp32

@@ -5,8 +5,8 @@ import torch
 
 from napari_dip.core.fit import drain, fit
 from napari_dip.core.metrics import psnr
-from napari_dip.core.stopping import (EvaluationStop, FixedStop, OracleStop, StopSettings, VarianceStop,
-                                      make_stop_rule)
+from napari_dip.core.stopping import (DataFitStop, EvaluationStop, FixedStop, OracleStop, StopSettings,
+                                      VarianceStop, make_stop_rule, smoothed_loss)
 from napari_dip.core.task import build_problem, make_config
 
 
@@ -142,3 +142,27 @@ def test_auto_stop_in_a_real_fit_stops_early_and_restores():
     out, its = both.autos[0].result()
     assert its == result.stop_iterations
     np.testing.assert_allclose(out.numpy(), result.output, atol=1e-6)
+
+
+def test_data_fit_rule_stops_each_problem_when_its_smoothed_loss_reaches_the_target():
+    t = np.arange(1, 201, dtype=np.float64)
+    losses = np.stack([0.02 * np.exp(-t / 40) + 0.01, 0.02 * np.exp(-t / 80) + 0.01,
+                       np.full_like(t, 0.05)], axis=1)  # fast, slow, never
+    target = 0.0125
+    smooth = smoothed_loss(losses)
+    expected = [int(np.argmax(smooth[:, g] <= target)) + 1 for g in range(2)]
+    rule = DataFitStop(3, target)
+    outs = torch.arange(1, 201, dtype=torch.float32)[:, None, None, None, None].expand(200, 3, 1, 2, 2)
+    stopped = []
+    for i in range(200):
+        done = rule.observe(i + 1, outs[i], outs[i], None, torch.from_numpy(losses[i]).float())
+        stopped.append(done.tolist())
+    output, its = rule.result()
+    assert its[:2] == expected and its[2] == 200 and expected[0] < expected[1] < 200
+    assert stopped[expected[0] - 1] == [True, False, False] and stopped[-1] == [True, True, False]
+    # each problem returns the candidate of the iteration it stopped at; the last for the third
+    assert output[:, 0, 0, 0].tolist() == [float(expected[0]), float(expected[1]), 200.0]
+    with pytest.raises(ValueError, match="loss"):
+        DataFitStop(1, 0.01).observe(1, outs[0, :1], outs[0, :1], None)
+    with pytest.raises(ValueError, match="positive"):
+        DataFitStop(1, 0.0)

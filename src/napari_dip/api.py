@@ -6,15 +6,16 @@ the CLI and the batch runner use too.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable, Generator, Sequence
 
 import numpy as np
 
 from . import __version__
 from .arrays import Intensity, Layout, as_slices, check_image, from_slices, layout_of, pad_reflect, padded_size
-from .core.fit import FitResult, Progress, drain, fit, problem_bytes, resolve_device
+from .core.fit import FitResult, Progress, drain, fit, problem_bytes, resolve_device, resolve_precision
 from .core.nets.factory import copy_problem
+from .core.stopping import DataFitStop, smoothed_loss
 from .core.task import TaskConfig, build_problem, make_config
 
 __all__ = ["denoise", "super_resolve", "inpaint", "run", "make_config", "SliceProgress", "SliceDone"]
@@ -83,10 +84,14 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
     input (denoising, inpainting) or left at 0 (super-resolution). The input is never modified.
 
     ``batch_size`` slices are fitted at once as independent networks (the same result per slice
-    as one at a time at the same precision; with ``precision='auto'`` a batch of at least
-    128x128 pixels in all may switch to bf16); ``None`` picks it from the free memory and the slice size (see
-    :func:`auto_batch_size`). With ``warm_start`` each batch starts from the weights fitted
-    to the last slice of the batch before, and the stopping rule decides how long it goes on.
+    as one at a time at the same precision; with ``precision='auto'`` the precision is chosen
+    once for the run from a full batch: one of at least 128x128 pixels in all may switch to
+    bf16); ``None`` picks it from the free memory and the slice size (see
+    :func:`auto_batch_size`). With ``warm_start`` the first slice is fitted alone with the
+    configured rule; every later batch starts from the weights fitted to the last slice
+    before it and each of its slices stops once its data fit (smoothed loss) reaches the first
+    slice's at the iteration its rule chose (:class:`~napari_dip.core.stopping.DataFitStop`;
+    with ``stop='oracle'`` warm slices keep the oracle).
     """
     image = check_image(image, "image", channel_axis)
     layout = layout_of(image, channel_axis)
@@ -116,15 +121,19 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
     ph, pw = padded_size(config.network, h, w, factor)
     size = batch_size or auto_batch_size(config, layout.channels, (ph * factor, pw * factor), dev)
     size = max(1, min(size, len(todo)))
+    # One precision for every fit of the run (the batch's), so that the first slice of a
+    # warm-started run and a last, smaller batch are fitted like the others.
+    amp = resolve_precision(config.fit.precision, dev, pixels=size * ph * pw * factor ** 2)
+    settings = replace(config.fit, precision="fp32" if amp is None else "bf16")
     records: list[dict] = []
     report = _report_header(config, dev, layout, intensity, (ph * factor, pw * factor))
-    report.update(batch_size=size, warm_start=bool(warm_start))
+    report.update(batch_size=size, warm_start=bool(warm_start), precision=settings.precision)
     start = time.perf_counter()
     cancelled = False
     torch = _torch()
-    previous = None  # (network, problems) of the last batch, for warm starts
-    for first in range(0, len(todo), size):
-        batch = todo[first:first + size]
+    previous = None  # (network, problems) of the last fit, for warm starts
+    target = None  # the data fit warm-started slices stop at: the first fit's
+    for first, batch in _groups(todo, size, warm_start):
         n = len(batch)
         obs = [intensity.to_unit(src[i]) for i in batch]
         obs_t = torch.from_numpy(np.stack([pad_reflect(o, ph, pw) for o in obs]))
@@ -132,17 +141,22 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
             [pad_reflect(intensity.to_unit(gt[i]), ph * factor, pw * factor) for i in batch]))
         msk_t = None if msk is None else torch.from_numpy(np.stack([pad_reflect(msk[i], ph, pw) for i in batch]))
         problem = build_problem(config, obs_t, seeds=[config.seed] * n, mask=msk_t, ground_truth=gt_t)
-        if warm_start and previous is not None:
+        warm = previous is not None
+        if warm:
             copy_problem(previous[0], previous[1] - 1, previous[1], problem.network)
-        gen = fit(problem, config.fit, config.stop_rule(n), device=dev, cancel=cancel)
+        rule = DataFitStop(n, target) if warm and config.stop != "oracle" else config.stop_rule(n)
+        gen = fit(problem, settings, rule, device=dev, cancel=cancel)
         result: FitResult = yield from _relay(gen, batch, first, len(todo))
-        previous = (problem.network, n) if warm_start else None
+        if warm_start and not result.cancelled:
+            previous = (problem.network, n)
+            if target is None and len(result.loss_curve):
+                target = report["warm_target_loss"] = _data_fit(result, n - 1)
         report.setdefault("parameters", result.parameters)
         for g, index in enumerate(batch):
             restored = result.output[g, :, : h * factor, : w * factor]
             truth = None if gt is None else intensity.to_unit(gt[index])
             record = _slice_record(index, g, result, restored, obs[g], truth, config)
-            record.update(batch=n, warm_start=bool(warm_start and first > 0))
+            record.update(batch=n, warm_start=warm)
             if result.cancelled:
                 cancelled = True
                 record["partial"] = True
@@ -157,6 +171,22 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
     report["partial"] = cancelled or len(records) < len(todo)
     output = out if out is not None else from_slices(out_slices, layout, factor)
     return output, report
+
+
+def _groups(todo: list[int], size: int, warm_start: bool):
+    """(position, slices) of each fit: batches of ``size``; with warm starts the first slice is
+    fitted alone first, so that every later batch can start from weights fitted to the stack."""
+    first = 1 if warm_start and size > 1 and len(todo) > 1 else 0
+    if first:
+        yield 0, todo[:1]
+    for at in range(first, len(todo), size):
+        yield at, todo[at:at + size]
+
+
+def _data_fit(result: FitResult, g: int) -> float:
+    """Problem ``g``'s smoothed loss at the iteration its rule chose: the warm slices' target."""
+    chosen = max(1, min(int(result.stop_iterations[g]), len(result.loss_curve)))
+    return float(smoothed_loss(result.loss_curve[:chosen, g:g + 1])[-1, 0])
 
 
 def auto_batch_size(config: TaskConfig, channels: int, size: tuple[int, int], device) -> int:

@@ -150,7 +150,9 @@ class TaskForm(QWidget):
                                 "memory allows); in fp32 the result per slice is the same; with precision "
                                 "auto a large batch may switch to bf16"),
                 CheckBox(name="warm_start", label="warm start", value=False,
-                         tooltip="Start each batch from the weights fitted to the slice before")]
+                         tooltip="Fit the first slice cold, then start each batch from the weights fitted "
+                                 "to the slice before; a warm slice stops once it fits its data as well as "
+                                 "the first slice did (about half the iterations)")]
 
     def preset_values(self) -> dict:
         """Form values implied by the chosen preset (iterations and the engine knobs)."""

@@ -50,57 +50,87 @@ def open_client(*, workers: int | None = None, scheduler: str | None = None,
         yield client, (max(1, (os.cpu_count() or 1) // workers) if processes else None)
 
 
-def restore_slice(config, image: np.ndarray, *, channel_axis: int | None, mask, ground_truth,
-                  device: str, threads: int | None) -> tuple[np.ndarray, dict, dict]:
-    """One slice on a worker through :func:`napari_dip.api.run`: (output, record, info).
+#: With warm starts, a chunk of slices restored together (a Dask task, or one read of a Zarr
+#: input) is one cold slice and this many batches warm-started after it.
+WARM_BATCHES = 4
+#: Slices per chunk when the batch size is automatic (the run picks batches within it).
+AUTO_CHUNK = 8
 
-    ``info`` holds the worker's device and the network's parameter count.
+
+def chunks_of(todo: list[int], batch_size: int | None, warm_start: bool) -> list[list[int]]:
+    """The consecutive slices restored together: one batch (``None``: :data:`AUTO_CHUNK`
+    slices), or with warm starts one cold slice and :data:`WARM_BATCHES` batches after it."""
+    batch = AUTO_CHUNK if batch_size is None else batch_size
+    size = 1 + WARM_BATCHES * batch if warm_start else batch
+    return [todo[k:k + size] for k in range(0, len(todo), size)]
+
+
+def restore_slices(config, slices: list[tuple], *, channel_axis: int | None, device: str, threads: int | None,
+                   batch_size: int | None = 1, warm_start: bool = False, cancel=None,
+                   on_progress: Callable | None = None) -> tuple[list[tuple[np.ndarray, dict]], dict]:
+    """Consecutive slices, each (image, mask, ground truth), through one :func:`napari_dip.api.run`
+    (on a worker or locally): ([(output, record)] in order, info).
+
+    ``info`` holds the device and the network's parameter count. A mask shared by all slices
+    (the same object) is passed once; ``on_progress`` gets the run's events.
     """
     from .. import api
     from ..core.fit import drain
     if threads:
         import torch
         torch.set_num_threads(threads)
-    output, report = drain(api.run(config, image, channel_axis=channel_axis, mask=mask,
-                                   ground_truth=ground_truth, device=device, batch_size=1))
-    return output, report["slices"][0], {"device": report["device"], "parameters": report["parameters"]}
+    images, masks, truths = zip(*slices)
+    shared = all(m is masks[0] for m in masks)
+    mask = masks[0] if shared else np.stack(masks)
+    truth = None if truths[0] is None else np.stack(truths)
+    output, report = drain(api.run(config, np.stack(images), channel_axis=None if channel_axis is None else channel_axis + 1,
+                                   mask=mask, ground_truth=truth, device=device, batch_size=batch_size,
+                                   warm_start=warm_start, cancel=cancel), on_progress)
+    records = {r["slice"]: r for r in report["slices"]}
+    info = {"device": report["device"], "parameters": report.get("parameters")}
+    return [(output[j], records[j]) for j in range(len(slices)) if j in records], info
 
 
 def run_on_cluster(client, todo: list[int], make_args: Callable[[int], tuple], *, config, device: str,
                    channel_axis: int | None, retries: int, threads: int | None,
                    on_result: Callable[[int, np.ndarray, dict, dict], None],
-                   on_failure: Callable[[int, str], None]) -> None:
-    """One task per slice (retried ``retries`` times); report each result or failure.
+                   on_failure: Callable[[int, str], None], batch_size: int | None = 1,
+                   warm_start: bool = False) -> None:
+    """One task per chunk of slices (:func:`chunks_of`; retried ``retries`` times); report each
+    slice's result or failure.
 
-    ``make_args(i)`` gives (image, mask, ground_truth) of flat slice ``i``. Slices are read and
+    ``make_args(i)`` gives (image, mask, ground_truth) of flat slice ``i``. Chunks are read and
     submitted as tasks finish, about two per worker thread in flight, so the caller holds only
     those in memory; results are handed over as they finish, so the caller can store them;
     nothing is dropped silently.
     """
     dist = _distributed()
-    pending = iter(todo)
+    pending = iter(chunks_of(todo, batch_size, warm_start))
     futures: dict = {}
     queue = dist.as_completed()
 
     def submit_more() -> None:
         room = max(2, 2 * sum(client.nthreads().values())) - len(futures)
-        for i in itertools.islice(pending, max(room, 0)):
-            image, mask, truth = make_args(i)
-            fut = client.submit(restore_slice, config, image, channel_axis=channel_axis, mask=mask,
-                                ground_truth=truth, device=device, threads=threads, retries=retries,
-                                pure=False, key=f"napari-dip-slice-{i}-{os.urandom(4).hex()}")
-            futures[fut] = i
+        for chunk in itertools.islice(pending, max(room, 0)):
+            fut = client.submit(restore_slices, config, [make_args(i) for i in chunk], channel_axis=channel_axis,
+                                device=device, threads=threads, batch_size=batch_size, warm_start=warm_start,
+                                retries=retries, pure=False,
+                                key=f"napari-dip-slices-{chunk[0]}-{os.urandom(4).hex()}")
+            futures[fut] = chunk
             queue.add(fut)
 
     submit_more()
     try:
         for fut in queue:
-            i = futures.pop(fut)
+            chunk = futures.pop(fut)
             if fut.status != "finished":
                 err = fut.exception()
-                on_failure(i, f"{type(err).__name__}: {err}")
+                for i in chunk:
+                    on_failure(i, f"{type(err).__name__}: {err}")
             else:
-                on_result(i, *fut.result())
+                results, info = fut.result()
+                for i, (output, record) in zip(chunk, results):
+                    on_result(i, output, record, info)
             submit_more()
     finally:
         client.cancel(list(futures))

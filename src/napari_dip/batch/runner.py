@@ -18,11 +18,6 @@ from .store import SliceStore, settings_key
 from .volume import Slicing, parse_range, slicing_for
 
 
-#: Slices fitted at once. One: a slice's result then depends on nothing but the slice and the
-#: settings, so resumed, local and distributed runs give the same volume.
-SLICES_PER_FIT = 1
-
-
 @dataclass
 class VolumeStart:
     """A volume begins: ``total`` slices in the range, ``skipped`` of them already finished."""
@@ -51,13 +46,20 @@ def process_volume(config, image: np.ndarray, meta: ImageMeta, output: str | Pat
                    channel_axis: int | None = None, mask=None, ground_truth=None,
                    device: str = "auto", dtype: str = "float32", client=None, retries: int = 2,
                    threads: int | None = None, restart: bool = False,
-                   on_event: Callable | None = None, cancel: Callable[[], bool] | None = None) -> dict:
+                   on_event: Callable | None = None, cancel: Callable[[], bool] | None = None,
+                   batch_size: int | None = 1, warm_start: bool = False) -> dict:
     """Restore the slices ``slices`` ('A:B' along ``axis``) of ``image`` into ``output``.
 
     Finished slices go to a store beside the output (see :func:`work_folder`) as they come;
     a rerun with the same settings skips them. The output (the input's shape, slices outside
     the range copied unchanged; zero for super-resolution) is written atomically once every
     slice of the range is done. ``client``: a Dask client to run slices as tasks on.
+
+    ``batch_size`` slices are fitted at once; ``warm_start`` starts slices from the weights
+    fitted to the slices before (see :func:`napari_dip.api.run`). With the defaults (1, off)
+    a slice's result depends on nothing but the slice and the settings, so resumed, local and
+    distributed runs give the same volume; otherwise a resumed run, a Zarr output or a cluster
+    task starts its slices from its own first slice (:func:`~napari_dip.batch.cluster.chunks_of`).
     Returns the report (also when slices failed or the run was cancelled: ``complete`` False).
 
     A Zarr ``output`` is written slice by slice with one slice in memory (see
@@ -71,7 +73,8 @@ def process_volume(config, image: np.ndarray, meta: ImageMeta, output: str | Pat
         from .streaming import process_zarr
         return process_zarr(config, image, meta, out_path, axis=axis, slices=slices, channel_axis=channel_axis,
                             mask=mask, ground_truth=ground_truth, device=device, dtype=dtype, client=client,
-                            retries=retries, threads=threads, restart=restart, on_event=on_event, cancel=cancel)
+                            retries=retries, threads=threads, restart=restart, on_event=on_event, cancel=cancel,
+                            batch_size=batch_size, warm_start=warm_start)
     image = check_image(np.asarray(image), "image", channel_axis)
     cut = slicing_for(image.shape, meta, axis=axis, channel_axis=channel_axis)
     start, stop = parse_range(slices, cut.length)
@@ -107,10 +110,11 @@ def process_volume(config, image: np.ndarray, meta: ImageMeta, output: str | Pat
     emit(on_event, VolumeStart(name, len(wanted), len(skipped)))
     failed: dict[int, str] = {}
     if client is None or not todo:
-        report = _run_local(config, unit, view_channel, mask_u, truth_u, todo, store, device, on_event, cancel)
+        report = _run_local(config, unit, view_channel, mask_u, truth_u, todo, store, device, on_event, cancel,
+                            batch_size, warm_start)
     else:
         report = _run_cluster(client, config, unit, cut, mask_u, truth_u, todo, store, device,
-                              retries, threads, failed, on_event)
+                              retries, threads, failed, on_event, batch_size, warm_start)
     if "parameters" in report:
         store.record["parameters"] = report["parameters"]
     complete = set(wanted) <= store.done.keys()
@@ -162,7 +166,8 @@ def _view_truth(truth, cut: Slicing, factor: int, intensity: Intensity):
     return intensity.to_unit(np.ascontiguousarray(cut.view(t)))
 
 
-def _run_local(config, unit, view_channel, mask_u, truth_u, todo, store, device, on_event, cancel) -> dict:
+def _run_local(config, unit, view_channel, mask_u, truth_u, todo, store, device, on_event, cancel,
+               batch_size: int | None, warm_start: bool) -> dict:
     """All slices in this process through one api.run, filling the store's memmap in place."""
     def on(event) -> None:
         if isinstance(event, SliceDone) and not event.record.get("partial"):
@@ -171,12 +176,12 @@ def _run_local(config, unit, view_channel, mask_u, truth_u, todo, store, device,
 
     _, report = drain(run(config, unit, channel_axis=view_channel, mask=mask_u, ground_truth=truth_u,
                           device=device, slices=todo, out=store.array, cancel=cancel,
-                          batch_size=SLICES_PER_FIT), on)
+                          batch_size=batch_size, warm_start=warm_start), on)
     return report
 
 
 def _run_cluster(client, config, unit, cut: Slicing, mask_u, truth_u, todo, store, device, retries,
-                 threads, failed: dict, on_event) -> dict:
+                 threads, failed: dict, on_event, batch_size: int | None, warm_start: bool) -> dict:
     """Slices as Dask tasks; each result is stored as it arrives."""
     _, report = drain(run(config, unit, channel_axis=cut.view_channel_axis, mask=mask_u,
                           ground_truth=truth_u, device=device, slices=[]))  # validates, gives the header
@@ -202,7 +207,8 @@ def _run_cluster(client, config, unit, cut: Slicing, mask_u, truth_u, todo, stor
 
     slice_channel = None if cut.channel_axis is None else 0
     run_on_cluster(client, todo, make_args, config=config, device=device, channel_axis=slice_channel,
-                   retries=retries, threads=threads, on_result=on_result, on_failure=on_failure)
+                   retries=retries, threads=threads, on_result=on_result, on_failure=on_failure,
+                   batch_size=batch_size, warm_start=warm_start)
     return report
 
 

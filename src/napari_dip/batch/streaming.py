@@ -20,7 +20,7 @@ from ..api import SliceDone, SliceProgress, run
 from ..arrays import Intensity, check_image
 from ..core.fit import drain
 from ..io import ImageMeta, cast_output, create_zarr
-from .cluster import run_on_cluster
+from .cluster import chunks_of, restore_slices, run_on_cluster
 from .runner import SliceFailed, VolumeStart, check_truth, emit, mask_covers_image, report_for, work_folder
 from .store import ZarrStore, settings_key
 from .volume import parse_range, slicing_for
@@ -44,7 +44,7 @@ def process_zarr(config, image, meta: ImageMeta, output: str | Path, *, axis: in
                  slices: str | None = None, channel_axis: int | None = None, mask=None, ground_truth=None,
                  device: str = "auto", dtype: str = "float32", client=None, retries: int = 2,
                  threads: int | None = None, restart: bool = False, on_event: Callable | None = None,
-                 cancel: Callable[[], bool] | None = None) -> dict:
+                 cancel: Callable[[], bool] | None = None, batch_size: int | None = 1, warm_start: bool = False) -> dict:
     """:func:`~napari_dip.batch.process_volume` into a Zarr ``output``, one slice in memory at a time.
 
     Same results, report and resuming as the in-memory path for the same data and settings;
@@ -119,10 +119,12 @@ def process_zarr(config, image, meta: ImageMeta, output: str | Path, *, axis: in
         emit(on_event, SliceFailed(i, error))
 
     if client is None:
-        _run_local(config, todo, make_args, on_result, slice_channel, device, on_event, cancel)
+        _run_local(config, todo, make_args, on_result, slice_channel, device, on_event, cancel,
+                   batch_size, warm_start)
     else:
         run_on_cluster(client, todo, make_args, config=config, device=device, channel_axis=slice_channel,
-                       retries=retries, threads=threads, on_result=on_result, on_failure=on_failure)
+                       retries=retries, threads=threads, on_result=on_result, on_failure=on_failure,
+                       batch_size=batch_size, warm_start=warm_start)
     if "parameters" in report:
         store.record["parameters"] = report["parameters"]
     complete = set(wanted) <= store.done.keys()
@@ -132,23 +134,28 @@ def process_zarr(config, image, meta: ImageMeta, output: str | Path, *, axis: in
     return report_for(report, header, store, wanted, skipped, failed, began, written=complete)
 
 
-def _run_local(config, todo: list[int], make_args, on_result, slice_channel, device, on_event, cancel) -> None:
-    """One :func:`napari_dip.api.run` per slice in this process, its progress relayed."""
-    for position, i in enumerate(todo):
+def _run_local(config, todo: list[int], make_args, on_result, slice_channel, device, on_event, cancel,
+               batch_size: int | None, warm_start: bool) -> None:
+    """The slices chunk by chunk (:func:`~napari_dip.batch.cluster.chunks_of`) in this process,
+    progress relayed; only a chunk's slices are in memory."""
+    done = 0
+    for chunk in chunks_of(todo, batch_size, warm_start):
         if cancel is not None and cancel():
             return
 
-        def relay(event, i=i, position=position) -> None:
+        def relay(event, chunk=chunk, done=done) -> None:
             if isinstance(event, SliceProgress):
-                emit(on_event, replace(event, slice=i, position=position, count=len(todo), slices=(i,)))
+                emit(on_event, replace(event, slice=chunk[event.slice], position=done + event.position,
+                                       count=len(todo), slices=tuple(chunk[j] for j in event.slices)))
 
-        image, mask, truth = make_args(i)
-        output, report = drain(run(config, image, channel_axis=slice_channel, mask=mask, ground_truth=truth,
-                                   device=device, cancel=cancel, batch_size=1), relay)
-        record = report["slices"][0]
-        if record.get("partial"):
-            return
-        on_result(i, output, record, {"device": report["device"], "parameters": report["parameters"]})
+        results, info = restore_slices(config, [make_args(i) for i in chunk], channel_axis=slice_channel,
+                                       device=device, threads=None, batch_size=batch_size,
+                                       warm_start=warm_start, cancel=cancel, on_progress=relay)
+        for i, (output, record) in zip(chunk, results):
+            if record.get("partial"):
+                return
+            on_result(i, output, record, info)
+        done += len(chunk)
 
 
 def _fill_outside(image, meta: ImageMeta, store: ZarrStore, cut, out_cut, keep: set[int], factor: int,

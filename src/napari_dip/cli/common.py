@@ -50,7 +50,7 @@ def dip_settings(args: argparse.Namespace) -> dict:
 
 
 def add_volume_options(p: argparse.ArgumentParser) -> None:
-    """--axis, --slices, --dtype, --workers, --scheduler, --retries, --restart."""
+    """--axis, --slices, --dtype, --workers, --scheduler, --retries, --restart, --batch-size, --warm-start."""
     g = p.add_argument_group("volumes and batches")
     g.add_argument("--axis", help="slicing axis of a volume: an index, or axial/coronal/sagittal (NIfTI); "
                                   "default: axial for NIfTI, the first of Z, Y, X otherwise")
@@ -64,6 +64,27 @@ def add_volume_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--retries", type=int, default=2, help="retries of a failed slice on a cluster (default 2)")
     g.add_argument("--restart", action="store_true",
                    help="ignore finished slices from an earlier run instead of resuming")
+    g.add_argument("--batch-size", type=_batch_size, default=1, metavar="N",
+                   help="slices fitted at once as independent networks: a number, or auto (as many as "
+                        "memory allows; on a CPU up to 2^17 pixels, so it pays for small slices). Default 1: "
+                        "each slice's result then depends on nothing but the slice and the settings, so "
+                        "resumed and distributed runs give the same volume")
+    g.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=False,
+                   help="fit the first slice cold, then start each batch from the weights fitted to the "
+                        "slice before it and stop each slice when its data fit matches the first slice's "
+                        "(about 2x fewer iterations per slice; default: off)")
+
+
+def _batch_size(text: str) -> int | None:
+    if text == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a positive integer, got {text!r}")
+    return value
 
 
 def write_report(path: str | None, report: dict) -> None:

@@ -84,7 +84,7 @@ def run_task(args: argparse.Namespace) -> int:
         raise ValueError("--stop oracle needs --ground-truth (it is for evaluation only)")
     mask = _read_mask(args.mask) if args.task == "inpaint" else None
     command = {k: getattr(args, k) for k in ("axis", "slices", "dtype", "workers", "scheduler", "retries",
-                                              "restart", "channel_axis")}
+                                              "restart", "channel_axis", "batch_size", "warm_start")}
     progress = VolumeProgress(args.task, quiet=args.quiet)
     reports, failures = [], []
     try:
@@ -97,7 +97,8 @@ def run_task(args: argparse.Namespace) -> int:
                                             channel_axis=channel_axis, mask=mask, ground_truth=truth,
                                             device=args.device, dtype=args.dtype, client=client,
                                             retries=args.retries, threads=threads, restart=args.restart,
-                                            on_event=progress)
+                                            on_event=progress, batch_size=args.batch_size,
+                                            warm_start=args.warm_start)
                 except Exception as err:  # one bad input must not stop the others
                     if len(jobs) == 1:
                         raise

@@ -33,7 +33,9 @@ class FitSettings:
     ``precision``: ``auto`` (bfloat16 autocast on CUDA GPUs that support it and on CPUs with
     AMX or AVX512-BF16 for batches of at least 128 x 128 pixels, fp32 elsewhere; see
     :func:`resolve_precision`), ``bf16`` or ``fp32``; weights and optimiser state
-    stay fp32. ``layout``: ``auto`` (channels-last with bfloat16, the default layout in fp32,
+    stay fp32. ``ema``: weight of the running average of outputs that the fixed and oracle
+    rules return (ramped up as min(ema, (1 + t) / (10 + t)), so the first outputs of a fit
+    are soon forgotten); 0 returns the raw output. ``layout``: ``auto`` (channels-last with bfloat16, the default layout in fp32,
     where channels-last BatchNorm loses precision), ``channels_last`` or ``default``.
     """
 
@@ -274,12 +276,14 @@ def fit(problem: Problem, settings: FitSettings, rule, *, device: torch.device,
         reported = loss_now.tolist()
         with torch.no_grad():
             if settings.ema > 0:
-                ema = out.clone() if ema is None else ema.mul_(settings.ema).add_(out, alpha=1 - settings.ema)
+                # Ramped: early outputs (and a warm start's first ones) are forgotten quickly.
+                decay = min(settings.ema, (1 + it) / (10 + it))
+                ema = out.clone() if ema is None else ema.mul_(decay).add_(out, alpha=1 - decay)
                 candidate = ema
             else:
                 candidate = out
             p = psnr_fn(candidate, gt) if gt is not None else None
-            done |= rule.observe(it, out, candidate, p)
+            done |= rule.observe(it, out, candidate, p, loss_now)
         losses.append(reported)
         event = Progress(it, settings.iterations, reported, done=done.tolist())
         if p is not None:

@@ -77,7 +77,7 @@ class FixedStop:
         self._iteration = 0
 
     def observe(self, iteration: int, output: torch.Tensor, candidate: torch.Tensor,
-                psnr: torch.Tensor | None) -> torch.Tensor:
+                psnr: torch.Tensor | None, loss: torch.Tensor | None = None) -> torch.Tensor:
         self._best, self._iteration = candidate, iteration
         return torch.zeros(self.n, dtype=torch.bool)
 
@@ -114,7 +114,7 @@ class OracleStop:
         self.best_psnr = torch.full((n_problems,), -float("inf"))
 
     def observe(self, iteration: int, output: torch.Tensor, candidate: torch.Tensor,
-                psnr: torch.Tensor | None) -> torch.Tensor:
+                psnr: torch.Tensor | None, loss: torch.Tensor | None = None) -> torch.Tensor:
         if psnr is None:
             raise ValueError("the 'oracle' stopping rule needs a ground truth")
         psnr = psnr.detach().cpu()
@@ -232,7 +232,7 @@ class VarianceStop:
         return candidate
 
     def observe(self, iteration: int, output: torch.Tensor, candidate: torch.Tensor,
-                psnr: torch.Tensor | None) -> torch.Tensor:
+                psnr: torch.Tensor | None, loss: torch.Tensor | None = None) -> torch.Tensor:
         var = self.tracker.push(output)
         if var is None or iteration < self.settings.min_iterations:
             self._last = (iteration, self._chosen(output, candidate))
@@ -272,14 +272,71 @@ class EvaluationStop:
         self.autos = [VarianceStop(n_problems, s) for s in settings]
 
     def observe(self, iteration: int, output: torch.Tensor, candidate: torch.Tensor,
-                psnr: torch.Tensor | None) -> torch.Tensor:
+                psnr: torch.Tensor | None, loss: torch.Tensor | None = None) -> torch.Tensor:
         self.oracle.observe(iteration, output, candidate, psnr)
         for rule in self.autos:
-            rule.observe(iteration, output, candidate, psnr)
+            rule.observe(iteration, output, candidate, psnr, loss)
         return torch.zeros(self.n, dtype=torch.bool)
 
     def result(self) -> tuple[torch.Tensor, list[int]]:
         return self.oracle.result()
+
+
+def smoothed_loss(curve, span: int = 25):
+    """The exponential moving average (span ``span``) of a loss curve (iterations, G), per row."""
+    import numpy as np
+    curve = np.asarray(curve, dtype=np.float64)
+    a, out = 2 / (span + 1), np.empty_like(curve)
+    for t, row in enumerate(curve):
+        out[t] = row if t == 0 else out[t - 1] + a * (row - out[t - 1])
+    return out
+
+
+class DataFitStop:
+    """Stop each problem once its data fit is as good as a reference fit's: the rule of
+    warm-started slices.
+
+    A slice warm-started from the weights fitted to its neighbour stops when its loss
+    (smoothed over ``span`` iterations) falls to ``target``, the neighbour's smoothed loss at
+    the iteration its own rule chose (the slices of a stack share the noise level, so the
+    same data fit means the same balance of signal and noise); it returns the candidate of
+    that iteration. A problem that never gets there runs to the iteration limit.
+    """
+
+    needs_ground_truth = False
+
+    def __init__(self, n_problems: int, target: float, span: int = 25):
+        if not target > 0:
+            raise ValueError(f"the data-fit target must be a positive loss, got {target}")
+        self.n, self.target, self.a = n_problems, float(target), 2 / (span + 1)
+        self._keep = _KeepBest(n_problems)
+        self.smoothed: torch.Tensor | None = None
+        self.done = torch.zeros(n_problems, dtype=torch.bool)
+        self._last: tuple[int, torch.Tensor] | None = None
+
+    def observe(self, iteration: int, output: torch.Tensor, candidate: torch.Tensor,
+                psnr: torch.Tensor | None, loss: torch.Tensor | None = None) -> torch.Tensor:
+        if loss is None:
+            raise ValueError("the data-fit rule needs the loss of every iteration")
+        loss = loss.detach().double().cpu()
+        self.smoothed = loss.clone() if self.smoothed is None else self.smoothed + self.a * (loss - self.smoothed)
+        self._last = (iteration, candidate)
+        reached = ~self.done & (self.smoothed <= self.target)
+        self._keep.update(iteration, candidate, reached)
+        self.done |= reached
+        return self.done.clone()
+
+    def result(self) -> tuple[torch.Tensor, list[int]]:
+        if self._last is None:
+            return None, [0] * self.n
+        last_it, last = self._last
+        if self._keep.best is None:
+            return last, [last_it] * self.n
+        out = self._keep.best.clone()
+        missed = (~self.done).to(out.device)
+        out[missed] = last.detach()[missed]
+        its = torch.where(self.done, self._keep.iterations, torch.full_like(self._keep.iterations, last_it))
+        return out, its.tolist()
 
 
 def make_stop_rule(name: str, n_problems: int, settings: StopSettings | None = None):
