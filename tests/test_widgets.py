@@ -154,6 +154,12 @@ def test_current_slice_and_range_scopes(open_widget, run_job, em_crop):
     assert two.metadata["report"]["batch_size"] == 2  # both slices fitted at once by default
     assert two.metadata["slices_done"] == [0, 1] and all(two.data[i].std() > 1 for i in range(2))
 
+    widget["warm_start"].value = True  # the first slice cold, the second from its weights
+    warm = run_job(widget)
+    records = warm.metadata["report"]["slices"]
+    assert [(r["batch"], r["warm_start"]) for r in records] == [(1, False), (1, True)]
+    assert warm.metadata["slices_done"] == [0, 1] and all(warm.data[i].std() > 1 for i in range(2))
+
 
 def test_stop_keeps_a_partial_result(open_widget, em_crop, qtbot):
     viewer, widget = open_widget("denoise")
