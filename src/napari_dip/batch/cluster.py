@@ -83,8 +83,9 @@ def restore_slices(config, slices: list[tuple], *, channel_axis: int | None, dev
     shared = all(m is masks[0] for m in masks)
     mask = masks[0] if shared else np.stack(masks)
     truth = None if truths[0] is None else np.stack(truths)
-    output, report = drain(api.run(config, np.stack(images), channel_axis=None if channel_axis is None else channel_axis + 1,
-                                   mask=mask, ground_truth=truth, device=device, batch_size=batch_size,
+    stack_channel = None if channel_axis is None else channel_axis + 1
+    output, report = drain(api.run(config, np.stack(images), channel_axis=stack_channel, mask=mask,
+                                   ground_truth=truth, device=device, batch_size=batch_size,
                                    warm_start=warm_start, cancel=cancel), on_progress)
     records = {r["slice"]: r for r in report["slices"]}
     info = {"device": report["device"], "parameters": report.get("parameters")}

@@ -62,7 +62,8 @@ def process_volume(config, image: np.ndarray, meta: ImageMeta, output: str | Pat
     task starts its slices from its own first slice (:func:`~napari_dip.batch.cluster.chunks_of`).
     Returns the report (also when slices failed or the run was cancelled: ``complete`` False).
 
-    A Zarr ``output`` is written slice by slice with one slice in memory (see
+    A Zarr ``output`` is written slice by slice with one slice (or one chunk of slices with
+    ``batch_size`` > 1 or ``warm_start``) in memory (see
     :mod:`napari_dip.batch.streaming`), so ``image`` may then be a lazy Zarr array larger than
     memory; for other outputs a Zarr input is read whole.
     """

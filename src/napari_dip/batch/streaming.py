@@ -45,7 +45,9 @@ def process_zarr(config, image, meta: ImageMeta, output: str | Path, *, axis: in
                  device: str = "auto", dtype: str = "float32", client=None, retries: int = 2,
                  threads: int | None = None, restart: bool = False, on_event: Callable | None = None,
                  cancel: Callable[[], bool] | None = None, batch_size: int | None = 1, warm_start: bool = False) -> dict:
-    """:func:`~napari_dip.batch.process_volume` into a Zarr ``output``, one slice in memory at a time.
+    """:func:`~napari_dip.batch.process_volume` into a Zarr ``output``, one slice in memory at a time
+    (one chunk of slices with ``batch_size`` > 1 or ``warm_start``, see
+    :func:`~napari_dip.batch.cluster.chunks_of`).
 
     Same results, report and resuming as the in-memory path for the same data and settings;
     ``image`` may be a lazy Zarr array larger than memory.

@@ -19,7 +19,7 @@ def register(sub) -> None:
                            ("inpaint", "fill the pixels where the mask is 0")):
         p = sub.add_parser(name, help=helptext, description=f"Deep Image Prior: {helptext}. Volumes "
                            "(TIFF stacks, NIfTI, NPY, Zarr) are processed slice by slice along --axis; runs "
-                           "resume where they stopped. A Zarr output holds one slice in memory at a time.")
+                           "resume where they stopped. A Zarr output holds one slice (or one chunk with --batch-size/--warm-start) in memory at a time.")
         p.add_argument("input", metavar="IN", nargs="+",
                        help="images or volumes: .tif/.tiff, .nii/.nii.gz, .png/.jpg, .npy, .zarr/.ome.zarr; "
                             "folders and globs")
