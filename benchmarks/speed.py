@@ -5,6 +5,9 @@
 (b) stacks of ISBI EM sections and of T1 MRI slices with Gaussian noise (sigma 25/255): one
     cold slice at a time against a batch, warm starts, and both, slices per CPU minute and
     mean PSNR (optionally a longer ISBI stack, ``--long-slices``);
+    ``--ceiling`` adds what warm starts can give at best: for each slice, how many iterations
+    a fit started from the previous slice's cold weights needs before its output is as good
+    as the slice's own cold fit (measured against the ground truth, i.e. an oracle stop);
 (c) the peak memory (max RSS) of a process fitting the stack one slice at a time, in one
     batch, and a 200-slice volume in batches: bounded by the batch, not by the volume.
 
@@ -94,6 +97,35 @@ def stack_case(name: str, n: int, size: int, iterations: int, stop: str, precisi
             "batch": report["batch_size"], "stack": stack, "slices": n}
 
 
+def warm_ceiling(n: int, size: int, iterations: int, stack: str) -> dict:
+    """Per slice k >= 1: the cold PSNR after ``iterations``, and the first iteration at which a
+    fit started from slice k-1's cold weights reaches it (None: not within ``iterations``)."""
+    from napari_dip.arrays import Intensity
+    from napari_dip.core.nets.factory import copy_problem
+    clean, noisy = load_stack(n, size, stack)
+    unit = Intensity.of(noisy)  # the run's intensity units, as api.run and stack_case use
+    config = make_config("denoise", iterations=iterations, stop="fixed", precision="fp32", seed=0)
+
+    def curve(k: int, start=None):
+        problem = build_problem(config, torch.from_numpy(unit.to_unit(noisy[k])[None, None]), seeds=[0],
+                                ground_truth=torch.from_numpy(unit.to_unit(clean[k])[None, None]))
+        if start is not None:
+            copy_problem(start, 0, 1, problem.network)
+        result = drain(fit(problem, config.fit, config.stop_rule(1), device=torch.device("cpu")))
+        return result.psnr_curve[:, 0], problem.network
+
+    rows, (_, previous) = [], curve(0)
+    for k in range(1, n):
+        cold, network = curve(k)
+        warm, _ = curve(k, start=previous)
+        reached = np.flatnonzero(warm >= cold[-1])
+        rows.append({"slice": k, "cold_psnr": float(cold[-1]), "warm_best": float(warm.max()),
+                     "reached": int(reached[0]) + 1 if reached.size else None})
+        previous = network
+    spent = iterations + sum(r["reached"] or iterations for r in rows)
+    return {"stack": stack, "slices": n, "rows": rows, "throughput": n * iterations / spent}
+
+
 def peak_memory(n: int, size: int, iterations: int, batch_size: int) -> float:
     """Peak resident memory in MiB that fitting n slices (a tiled crop stack) in batches adds
     to a fresh process, sampled every 5 ms above the process's memory before the run."""
@@ -142,7 +174,8 @@ def _events(gen):
             return
 
 
-def write_table(path: Path, a: dict, b: list[dict], c: list[tuple[str, float]], args) -> str:
+def write_table(path: Path, a: dict, b: list[dict], ceilings: list[dict], c: list[tuple[str, float]],
+                args) -> str:
     base_a = a["fp32 eager"]
     lines = [
         "## Results",
@@ -175,6 +208,16 @@ def write_table(path: Path, a: dict, b: list[dict], c: list[tuple[str, float]], 
                          f"{r['slices_per_minute'] / base_b['slices_per_minute']:.2f}x | {r['psnr']:.2f} | "
                          f"{r['psnr'] - base_b['psnr']:+.2f} | {', '.join(map(str, r['iterations']))} |")
         lines += ["", f"Noisy input: {base_b['psnr_input']:.2f} dB."]
+    for ceiling in ceilings:
+        rows = ceiling["rows"]
+        lines += ["", f"### (b) Warm-start ceiling, {STACK_NAMES[ceiling['stack']]} (oracle stop, fp32)", "",
+                  "Slice k fitted from slice k-1's cold weights: the first iteration at which its output "
+                  "is as good as its own cold fit after the cold count (-: not within that count).", "",
+                  "| slice | cold PSNR | iterations to reach it | best warm PSNR |", "|---|---|---|---|"]
+        lines += [f"| {r['slice']} | {r['cold_psnr']:.2f} | {r['reached'] or '-'} | {r['warm_best']:.2f} |"
+                  for r in rows]
+        lines += ["", f"A warm chain stopped by this oracle (never-reached slices at the cold count): "
+                      f"**{ceiling['throughput']:.2f}x** the throughput of cold fits, before batching."]
     lines += ["",
               f"### (c) Peak memory a fit adds to a fresh process ({args.size_b} x {args.size_b} slices, "
               f"fast preset, RSS sampled every 5 ms)", "",
@@ -211,6 +254,8 @@ def main() -> None:
     p.add_argument("--long-slices", type=int, default=0, metavar="N",
                    help="also compare a cold fit and a warm-started batched fit on N ISBI slices "
                         "(batches of --slices)")
+    p.add_argument("--ceiling", action="store_true",
+                   help="also measure the warm-start ceiling on each stack (oracle stop; about 6 CPU minutes each)")
     p.add_argument("--volume", type=int, default=200, help="slices of the volume in (c)")
     p.add_argument("--out", default=str(ROOT / "docs" / "speed.md"))
     p.add_argument("--json", default=None, help="also write the raw numbers here")
@@ -221,7 +266,7 @@ def main() -> None:
     n, s, its, stop = args.slices, args.size_b, args.iterations, args.stop
     if args.reuse:
         earlier = json.loads(Path(args.reuse).read_text())
-        a, b = earlier["a"], earlier["b"]
+        a, b, ceilings = earlier["a"], earlier["b"], earlier.get("ceilings", [])
     else:
         a = part_a(args.size_a, args.iterations_a, args.repeats)
         print("a", a, flush=True)
@@ -236,13 +281,15 @@ def main() -> None:
             for name, batch, warm in (("one cold slice at a time", 1, False), ("warm-started and batched", n, True)):
                 b.append(stack_case(name, args.long_slices, s, its, stop, "auto", batch, warm, "isbi"))
                 print("b", b[-1], flush=True)
+        ceilings = [warm_ceiling(n, s, its, stack) for stack in args.stacks] if args.ceiling else []
+        print("ceilings", ceilings, flush=True)
     c = [(f"{n} slices, one at a time", peak_memory(n, s, 3, 1)),
          (f"{n} slices, batch {n}", peak_memory(n, s, 3, n)),
          (f"{args.volume} slices, batch {n}", peak_memory(args.volume, s, 3, n))]
     print("c", c, flush=True)
-    table = write_table(Path(args.out), a, b, c, args)
+    table = write_table(Path(args.out), a, b, ceilings, c, args)
     if args.json:
-        Path(args.json).write_text(json.dumps({"a": a, "b": b, "c": c}, indent=1))
+        Path(args.json).write_text(json.dumps({"a": a, "b": b, "ceilings": ceilings, "c": c}, indent=1))
     print(table)
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from napari_dip.core import fit as fit_module
-from napari_dip.core.fit import (BF16_MIN_PIXELS, FitSettings, drain, fit, resolve_layout,
+from napari_dip.core.fit import (BF16_MIN_PIXELS, FitSettings, LayoutAdam, drain, fit, resolve_layout,
                                  resolve_precision)
 from napari_dip.core.metrics import psnr
 from napari_dip.core.nets import SkipConfig
@@ -36,6 +36,26 @@ def test_layout_is_channels_last_only_with_autocast():
     assert resolve_layout("channels_last", None) == torch.channels_last
     with pytest.raises(ValueError, match="layout"):
         FitSettings(layout="nhwc").validate()
+
+
+def test_adam_on_channels_last_weights_matches_adam_and_copies_nothing():
+    torch.manual_seed(0)
+    weights = [torch.randn(8, 3, 3, 3).to(memory_format=torch.channels_last), torch.randn(8)]
+    ours = [torch.nn.Parameter(w.clone(memory_format=torch.preserve_format)) for w in weights]
+    plain = [torch.nn.Parameter(w.contiguous()) for w in weights]
+    opt, ref = LayoutAdam(ours, 0.1, CPU), torch.optim.Adam(plain, lr=0.1)
+    storage = ours[0].data_ptr()
+    for _ in range(3):
+        opt.zero_grad()
+        ref.zero_grad()
+        for group in (ours, plain):
+            (group[0] ** 3).sum().add((group[1] ** 2).sum()).backward()
+        opt.step()
+        ref.step()
+    for a, b in zip(ours, plain):
+        torch.testing.assert_close(a.detach(), b.detach())
+    assert ours[0].is_contiguous(memory_format=torch.channels_last) and ours[0].data_ptr() == storage
+    assert opt.views[0].is_contiguous()  # what Adam steps on: no copy to the default layout
 
 
 def test_presets_use_automatic_precision():
