@@ -382,7 +382,7 @@ def write_outputs(out: Path, rows: list[dict], seconds: float, args) -> None:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    lines = [f"# Quality harness results", "",
+    lines = ["# Quality harness results", "",
              f"Command: `python benchmarks/quality.py {' '.join(_argv_text(args))}`; total "
              f"{seconds / 60:.1f} min on this machine (1 torch thread).", ""]
     lines += summary(rows) + [""]

@@ -6,7 +6,7 @@ import torch
 from napari_dip.core.fit import drain, fit
 from napari_dip.core.metrics import psnr
 from napari_dip.core.nets.factory import build_network
-from napari_dip.core.nets.resunet import ResUNet, ResUNetConfig
+from napari_dip.core.nets.resunet import ResUNetConfig
 from napari_dip.core.task import build_problem, make_config
 
 SMALL = ResUNetConfig(channels=(8, 16, 16), code_channels=4)

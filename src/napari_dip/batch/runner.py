@@ -93,22 +93,15 @@ def process_volume(config, image: np.ndarray, meta: ImageMeta, output: str | Pat
     if restart or (store.complete and not (out_path.is_file() and set(wanted) <= store.done.keys())):
         store.reset()
     began = time.perf_counter()
-    name = Path(meta.path).name if meta.path else out_path.name
-    header = dict(input=str(Path(meta.path).resolve()) if meta.path else None, output=str(out_path.resolve()),
-                  input_shape=list(image.shape), output_shape=list(cut.output_shape(factor)),
-                  axis=cut.axis, slice_range=[start, stop], dtype=dtype, store=str(store.folder),
-                  intensity={"offset": intensity.offset, "scale": intensity.scale})
+    name, header = run_header(meta, out_path, image.shape, cut.output_shape(factor), cut.axis, [start, stop],
+                              dtype, store, intensity)
     view_channel = cut.view_channel_axis
     if store.complete:  # everything wanted is in the final file already
         emit(on_event, VolumeStart(name, len(wanted), len(wanted)))
         _, report = drain(run(config, unit, channel_axis=view_channel, mask=mask_u, ground_truth=truth_u,
                               device=device, slices=[]))
         return report_for(report, header, store, wanted, wanted, {}, began, written=False)
-    store.open()
-    done_before = store.done
-    skipped = [i for i in wanted if i in done_before]
-    todo = [i for i in wanted if i not in done_before]
-    emit(on_event, VolumeStart(name, len(wanted), len(skipped)))
+    skipped, todo = resume(store, wanted, name, on_event)
     failed: dict[int, str] = {}
     if client is None or not todo:
         report = _run_local(config, unit, view_channel, mask_u, truth_u, todo, store, device, on_event, cancel,
@@ -123,6 +116,25 @@ def process_volume(config, image: np.ndarray, meta: ImageMeta, output: str | Pat
         _write_output(out_path, image, meta, cut, store, wanted, intensity, factor, dtype)
         store.finish(str(out_path.resolve()))
     return report_for(report, header, store, wanted, skipped, failed, began, written=complete)
+
+
+def run_header(meta: ImageMeta, out_path: Path, input_shape, output_shape, axis, slice_range: list, dtype,
+               store, intensity: Intensity) -> tuple[str, dict]:
+    """The name shown in progress and the report fields that describe a volume run."""
+    name = Path(meta.path).name if meta.path else out_path.name
+    return name, dict(input=str(Path(meta.path).resolve()) if meta.path else None, output=str(out_path.resolve()),
+                      input_shape=list(input_shape), output_shape=list(output_shape), axis=axis,
+                      slice_range=slice_range, dtype=dtype, store=str(store.folder),
+                      intensity={"offset": intensity.offset, "scale": intensity.scale})
+
+
+def resume(store, wanted: list[int], name: str, on_event) -> tuple[list[int], list[int]]:
+    """Open the store; (slices already done, slices to do) of ``wanted``; announce the volume."""
+    store.open()
+    done = store.done
+    skipped = [i for i in wanted if i in done]
+    emit(on_event, VolumeStart(name, len(wanted), len(skipped)))
+    return skipped, [i for i in wanted if i not in done]
 
 
 def emit(on_event, event) -> None:

@@ -21,7 +21,8 @@ from ..arrays import Intensity, check_image
 from ..core.fit import drain
 from ..io import ImageMeta, cast_output, create_zarr
 from .cluster import chunks_of, restore_slices, run_on_cluster
-from .runner import SliceFailed, VolumeStart, check_truth, emit, mask_covers_image, report_for, work_folder
+from .runner import (SliceFailed, VolumeStart, check_truth, emit, mask_covers_image, report_for, resume,
+                     run_header, work_folder)
 from .store import ZarrStore, settings_key
 from .volume import parse_range, slicing_for
 
@@ -92,19 +93,12 @@ def process_zarr(config, image, meta: ImageMeta, output: str | Path, *, axis: in
     first, first_mask, first_truth = make_args(wanted[0])
     _, report = drain(run(config, first, channel_axis=slice_channel, mask=first_mask, ground_truth=first_truth,
                           device=device, slices=[]))  # validates, gives the header
-    name = Path(meta.path).name if meta.path else out_path.name
-    header = dict(input=str(Path(meta.path).resolve()) if meta.path else None, output=str(out_path.resolve()),
-                  input_shape=list(image.shape), output_shape=list(out_cut.shape), axis=cut.axis,
-                  slice_range=[start, stop], dtype=dtype, store=str(store.folder),
-                  intensity={"offset": intensity.offset, "scale": intensity.scale})
+    name, header = run_header(meta, out_path, image.shape, out_cut.shape, cut.axis, [start, stop], dtype, store,
+                              intensity)
     if store.complete:  # everything wanted is in the output already
         emit(on_event, VolumeStart(name, len(wanted), len(wanted)))
         return report_for(report, header, store, wanted, wanted, {}, began, written=False)
-    store.open()
-    done = store.done
-    skipped = [i for i in wanted if i in done]
-    todo = [i for i in wanted if i not in done]
-    emit(on_event, VolumeStart(name, len(wanted), len(skipped)))
+    skipped, todo = resume(store, wanted, name, on_event)
     failed: dict[int, str] = {}
     finished: list[int] = []
 
