@@ -90,11 +90,39 @@ def stack_case(name: str, n: int, size: int, iterations: int, stop: str, precisi
     _, report = drain(run(config, noisy, ground_truth=clean, device="cpu", batch_size=batch_size,
                           warm_start=warm_start))
     seconds = time.process_time() - t
-    psnrs = [s["psnr"] for s in report["slices"]]
+    records = report["slices"]
+    fits, at = [], 0  # (slices fitted together, iterations the fit ran), in order
+    while at < len(records):
+        fits.append((records[at]["batch"], records[at]["iterations"]))
+        at += records[at]["batch"]
     return {"name": name, "cpu_seconds": seconds, "slices_per_minute": 60 * n / seconds,
-            "psnr": float(np.mean(psnrs)), "psnr_input": float(np.mean([s["psnr_input"] for s in report["slices"]])),
-            "iterations": [s["stop_iteration"] for s in report["slices"]],
-            "batch": report["batch_size"], "stack": stack, "slices": n}
+            "psnr": float(np.mean([s["psnr"] for s in records])),
+            "psnr_input": float(np.mean([s["psnr_input"] for s in records])),
+            "iterations": [s["stop_iteration"] for s in records], "fits": fits,
+            "precision": report["precision"], "batch": report["batch_size"], "stack": stack, "slices": n}
+
+
+def iteration_costs(size: int, shapes: list[tuple[int, str]], rounds: int, iterations: int = 12) -> dict:
+    """CPU seconds per iteration of the fast denoising network for (slices, precision) fits at
+    ``size``, interleaved A B C A B C over rounds (each its best round): what a (b) row's fits
+    cost, free of the drift of a shared machine between rows run minutes apart."""
+    costs: dict = {}
+    for _ in range(rounds):
+        for batch, precision in shapes:
+            config = make_config("denoise", iterations=iterations, stop="fixed", precision=precision, seed=0)
+            problem = build_problem(config, torch.rand(batch, 1, size, size, generator=torch.Generator().manual_seed(0)),
+                                    seeds=[0] * batch)
+            stamps = [time.process_time()]
+            drain(fit(problem, config.fit, config.stop_rule(batch), device=torch.device("cpu")),
+                  lambda event: stamps.append(time.process_time()))
+            cost = float(np.median(np.diff(stamps)[2:]))
+            costs[(batch, precision)] = min(costs.get((batch, precision), cost), cost)
+    return costs
+
+
+def modelled_seconds(row: dict, costs: dict) -> float:
+    """A (b) row's CPU seconds from its fits' iteration counts and the interleaved costs."""
+    return sum(iterations * costs[(batch, row["precision"])] for batch, iterations in row["fits"])
 
 
 def warm_ceiling(n: int, size: int, iterations: int, stack: str) -> dict:
@@ -200,14 +228,18 @@ def write_table(path: Path, a: dict, b: list[dict], ceilings: list[dict], c: lis
             f"### (b) {n} {STACK_NAMES[stack]}, {args.size_b} x {args.size_b}, sigma 25/255, "
             f"fast preset, stop '{args.stop}', {args.iterations} iterations (cold)",
             "",
-            "| fit | batch | CPU s | slices / CPU min | throughput | mean PSNR (dB) | dPSNR | stop iterations |",
-            "|---|---|---|---|---|---|---|---|",
+            "| fit | batch | CPU s | slices / CPU min | throughput | throughput (interleaved costs) "
+            "| mean PSNR (dB) | dPSNR | stop iterations |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in rows:
             lines.append(f"| {r['name']} | {r['batch']} | {r['cpu_seconds']:.1f} | {r['slices_per_minute']:.2f} | "
-                         f"{r['slices_per_minute'] / base_b['slices_per_minute']:.2f}x | {r['psnr']:.2f} | "
+                         f"{r['slices_per_minute'] / base_b['slices_per_minute']:.2f}x | "
+                         f"{base_b['modelled_seconds'] / r['modelled_seconds']:.2f}x | {r['psnr']:.2f} | "
                          f"{r['psnr'] - base_b['psnr']:+.2f} | {', '.join(map(str, r['iterations']))} |")
-        lines += ["", f"Noisy input: {base_b['psnr_input']:.2f} dB."]
+        lines += ["", f"Noisy input: {base_b['psnr_input']:.2f} dB. Throughput (interleaved costs): the "
+                      "rows' iteration counts priced at per-iteration costs measured side by side "
+                      "(A B C A B C), which the drift of a shared machine between rows does not skew."]
     for ceiling in ceilings:
         rows = ceiling["rows"]
         lines += ["", f"### (b) Warm-start ceiling, {STACK_NAMES[ceiling['stack']]} (oracle stop, fp32)", "",
@@ -281,6 +313,11 @@ def main() -> None:
             for name, batch, warm in (("one cold slice at a time", 1, False), ("warm-started and batched", n, True)):
                 b.append(stack_case(name, args.long_slices, s, its, stop, "auto", batch, warm, "isbi"))
                 print("b", b[-1], flush=True)
+        shapes = sorted({(batch, r["precision"]) for r in b for batch, _ in r["fits"]})
+        costs = iteration_costs(s, shapes, args.repeats)
+        for r in b:
+            r["modelled_seconds"] = modelled_seconds(r, costs)
+        print("costs", costs, flush=True)
         ceilings = [warm_ceiling(n, s, its, stack) for stack in args.stacks] if args.ceiling else []
         print("ceilings", ceilings, flush=True)
     c = [(f"{n} slices, one at a time", peak_memory(n, s, 3, 1)),
