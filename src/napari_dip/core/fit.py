@@ -287,8 +287,8 @@ def fit(problem: Problem, settings: FitSettings, rule, *, device: torch.device,
         if bool(jumped.any()):
             # Per problem: the loss jumped, so go back to the last good weights (at most
             # SNAPSHOT_EVERY iterations old), drop this gradient and repeat the last good
-            # output and loss. The optimiser still counts
-            # the step, so problems fitted in one batch follow the paths they follow alone.
+            # output and loss. The optimiser still counts the step, so problems fitted in
+            # one batch follow the paths they follow alone.
             restarts += int(jumped.sum())
             keep = jumped.to(device)
             with torch.no_grad():
