@@ -282,13 +282,17 @@ class EvaluationStop:
         return self.oracle.result()
 
 
+def _smooth(previous, value, span: int):
+    """One step of the exponential moving average with span ``span`` (``previous`` None: start)."""
+    return value if previous is None else previous + 2 / (span + 1) * (value - previous)
+
+
 def smoothed_loss(curve, span: int = 25):
     """The exponential moving average (span ``span``) of a loss curve (iterations, G), per row."""
     import numpy as np
-    curve = np.asarray(curve, dtype=np.float64)
-    a, out = 2 / (span + 1), np.empty_like(curve)
-    for t, row in enumerate(curve):
-        out[t] = row if t == 0 else out[t - 1] + a * (row - out[t - 1])
+    out, previous = np.empty_like(np.asarray(curve, dtype=np.float64)), None
+    for t, row in enumerate(np.asarray(curve, dtype=np.float64)):
+        out[t] = previous = _smooth(previous, row, span)
     return out
 
 
@@ -308,7 +312,7 @@ class DataFitStop:
     def __init__(self, n_problems: int, target: float, span: int = 25):
         if not target > 0:
             raise ValueError(f"the data-fit target must be a positive loss, got {target}")
-        self.n, self.target, self.a = n_problems, float(target), 2 / (span + 1)
+        self.n, self.target, self.span = n_problems, float(target), span
         self._keep = _KeepBest(n_problems)
         self.smoothed: torch.Tensor | None = None
         self.done = torch.zeros(n_problems, dtype=torch.bool)
@@ -319,7 +323,7 @@ class DataFitStop:
         if loss is None:
             raise ValueError("the data-fit rule needs the loss of every iteration")
         loss = loss.detach().double().cpu()
-        self.smoothed = loss.clone() if self.smoothed is None else self.smoothed + self.a * (loss - self.smoothed)
+        self.smoothed = _smooth(self.smoothed, loss, self.span)
         self._last = (iteration, candidate)
         reached = ~self.done & (self.smoothed <= self.target)
         self._keep.update(iteration, candidate, reached)
