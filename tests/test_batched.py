@@ -8,6 +8,8 @@ from napari_dip.api import SliceDone, SliceProgress, auto_batch_size, run
 from napari_dip.core.fit import drain, fit, problem_bytes
 from napari_dip.core.nets import SkipConfig, build_network
 from napari_dip.core.nets.factory import copy_problem
+from napari_dip.core.operators import Identity, Mask
+from napari_dip.core.stopping import DataFitStop, smoothed_loss
 from napari_dip.core.task import build_problem, make_config
 
 TINY = SkipConfig(channels_down=(8, 8), channels_up=(8, 8), channels_skip=(2, 2), code_channels=4)
@@ -198,3 +200,43 @@ def test_one_precision_for_every_fit_of_a_run(monkeypatch):
     seen.clear()
     _, report = drain(run(config, noisy, device="cpu", batch_size=1))
     assert report["precision"] == "fp32" and {p for _, p in seen} == {"fp32"}  # 64 x 64 alone: fp32
+
+
+def _data_fit_run(config, observed, seeds, target):
+    """A fit whose problems stop at the data fit ``target`` (None: at the iteration limit)."""
+    problem = build_problem(config, torch.from_numpy(observed), seeds=seeds)
+    rule = config.stop_rule(len(seeds)) if target is None else DataFitStop(len(seeds), target)
+    return drain(fit(problem, config.fit, rule, device=CPU)), problem
+
+
+def test_finished_problems_leave_the_batch_and_the_rest_fit_as_alone():
+    config = make_config("denoise", network=TINY, iterations=60, stop="fixed", precision="fp32")
+    _, noisy = _stack(3)
+    seeds = [1, 2, 3]
+    fixed, _ = _data_fit_run(config, noisy[:, None], seeds, None)
+    # a data fit the three problems reach at different iterations
+    target = float(np.max(smoothed_loss(fixed.loss_curve)[30])) * 1.01
+    together, packed = _data_fit_run(config, noisy[:, None], seeds, target)
+    alone = [_data_fit_run(config, noisy[i:i + 1, None], [s], target) for i, s in enumerate(seeds)]
+    stops = together.stop_iterations
+    assert len(set(stops)) > 1 and max(stops) < 60
+    assert together.fitted_iterations == stops and max(stops) == together.iterations
+    single = SkipConfig.build(TINY, 1)
+    for i, (result, problem) in enumerate(alone):
+        assert result.stop_iterations[0] == stops[i]
+        np.testing.assert_allclose(together.output[i], result.output[0], atol=2e-5)
+        np.testing.assert_allclose(together.loss_curve[:stops[i], i], result.loss_curve[:, 0], rtol=1e-4)
+        # the packed network ends with each problem's last weights (what a warm start copies)
+        copy_problem(packed.network, i, 3, single)
+        with torch.no_grad():
+            np.testing.assert_allclose(single(problem.code).numpy(), problem.network(problem.code).numpy(),
+                                       atol=1e-4)
+
+
+def test_the_operator_of_the_problems_left_in_a_batch_keeps_their_masks():
+    masks = torch.arange(3.0).view(3, 1, 1, 1).expand(3, 1, 2, 2) > 0.5
+    left = Mask(masks.float()).rows(torch.tensor([0, 2]))
+    assert left.mask[:, 0, 0, 0].tolist() == [0.0, 1.0]
+    shared = Mask(torch.ones(1, 1, 2, 2))
+    identity = Identity()
+    assert shared.rows(torch.tensor([1])) is shared and identity.rows(torch.tensor([0])) is identity

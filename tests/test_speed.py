@@ -127,3 +127,15 @@ def test_bf16_quality_is_within_a_tenth_of_a_db_of_fp32():
     base = float(psnr(noisy, clean).mean())
     assert scores["fp32"] > base + 3  # it denoised
     assert abs(scores["bf16"] - scores["fp32"]) < 0.1
+
+
+def test_benchmark_prices_a_shrinking_batch_at_the_cost_of_each_size():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("speed_benchmark",
+                                                  Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py")
+    speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(speed)
+    fits = [(1, [500]), (3, [200, 300, 200])]  # one cold slice, then a batch whose slices stop
+    assert speed.batch_segments(fits) == [(1, 500), (3, 200), (1, 100)]
+    costs = {(1, "bf16"): 1.0, (3, "bf16"): 2.0}
+    assert speed.modelled_seconds({"fits": fits, "precision": "bf16"}, costs) == 500 + 400 + 100

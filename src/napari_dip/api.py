@@ -263,6 +263,7 @@ def _slice_record(index: int, g: int, result: FitResult, restored: np.ndarray, o
         "slice": index, "iterations": result.iterations, "seconds": round(result.seconds / n, 3),
         "final_loss": float(result.loss_curve[-1, g]) if len(result.loss_curve) else None,
         "stop_iteration": int(result.stop_iterations[g]), "restarts": result.restarts,
+        "fitted_iterations": int(result.fitted_iterations[g]),
     }
     if truth is not None:
         base = _baseline(observed, config)

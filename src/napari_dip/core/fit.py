@@ -21,6 +21,7 @@ from torch import nn
 from .metrics import psnr as psnr_fn
 from .metrics import ssim as ssim_fn
 from .nets.blocks import count_parameters
+from .nets.factory import move_problems
 
 PRECISIONS = ("auto", "fp32", "bf16")
 SNAPSHOT_EVERY = 10  # iterations between copies of the weights a loss jump falls back to
@@ -77,6 +78,8 @@ class Problem:
     observed: torch.Tensor        # (G, C, h, w)
     seeds: Sequence[int]
     ground_truth: torch.Tensor | None = None  # (G, C, H, W)
+    # Builds the same architecture packing k problems; lets a fit drop finished problems.
+    make_network: Callable[[int], nn.Module] | None = None
 
     @property
     def n(self) -> int:
@@ -110,6 +113,7 @@ class FitResult:
     ssim_curve: list[tuple[int, list[float]]] = field(default_factory=list)
     cancelled: bool = False
     restarts: int = 0
+    fitted_iterations: list[int] = field(default_factory=list)  # per problem, until it was done
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -190,6 +194,19 @@ class LayoutAdam:
             v.grad = None if p.grad is None else _contiguous_view(p.grad, like=p)
         self.optimizer.step()
 
+    def rows(self, params: Sequence[torch.Tensor], keep: torch.Tensor, n: int) -> "LayoutAdam":
+        """Adam for ``params``, the packed parameters of problems ``keep`` of the ``n`` packed
+        here, carrying their moments and step counts over."""
+        lr = self.optimizer.param_groups[0]["lr"]
+        new = LayoutAdam(params, lr, self.params[0].device)
+        for old, view in zip(self.views, new.views):
+            state = self.optimizer.state.get(old)
+            if state:
+                new.optimizer.state[view] = {
+                    k: v.clone() if v.ndim == 0 else v.unflatten(0, (n, -1))[keep].flatten(0, 1)
+                    for k, v in state.items()}
+        return new
+
 
 def _contiguous_view(t: torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:
     """``t`` as (O, kH, kW, I) if ``like`` (default: ``t``) is a channels-last 4D tensor."""
@@ -232,34 +249,79 @@ def _generators(seeds: Sequence[int], device: torch.device) -> list[torch.Genera
     return gens
 
 
+@dataclass
+class _Active:
+    """What the loop fits: the problems not yet done, packed (``index``: their numbers)."""
+
+    index: torch.Tensor  # (k,) long, positions among the problem's G
+    net: nn.Module
+    params: list[torch.Tensor]
+    opt: LayoutAdam
+    good: list[torch.Tensor]  # weights a loss jump falls back to
+    code: torch.Tensor
+    y: torch.Tensor
+    op: Callable[[torch.Tensor], torch.Tensor]
+    gt: torch.Tensor | None
+    gens: list[torch.Generator]
+
+    @property
+    def n(self) -> int:
+        return len(self.index)
+
+    def rows(self, keep: torch.Tensor, make: Callable[[int], nn.Module], layout) -> "_Active":
+        """The same fit restricted to the problems ``keep`` (bool, one per active problem):
+        a smaller packed network with their weights, Adam moments and fallback weights."""
+        keep_at = keep.nonzero().flatten()
+        with torch.device("meta"):  # no initialisation: every weight is loaded below
+            net = make(len(keep_at))
+        net = net.to_empty(device=self.code.device).to(memory_format=layout).train()
+        move_problems(self.net, self.n, net, [(int(s), t) for t, s in enumerate(keep_at)])
+        params = [p for p in net.parameters() if p.requires_grad]
+        good = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            for g, old in zip(_rows(good, len(keep_at)), _rows(self.good, self.n)):
+                g.copy_(old[keep_at.to(old.device)])
+        at = keep_at.to(self.code.device)
+        return _Active(
+            index=self.index[keep_at], net=net, params=params,
+            opt=self.opt.rows(params, at, self.n), good=good, code=self.code[at], y=self.y[at],
+            op=self.op.rows(at) if hasattr(self.op, "rows") else self.op,
+            gt=None if self.gt is None else self.gt[at],
+            gens=[self.gens[int(i)] for i in keep_at])
+
+
 def fit(problem: Problem, settings: FitSettings, rule, *, device: torch.device,
         cancel: Callable[[], bool] | None = None) -> Generator[Progress, None, FitResult]:
     """Fit ``problem`` on ``device``; yield progress each iteration; return a FitResult.
 
     ``cancel`` is polled between iterations; when it returns True the loop ends and the
-    result holds what the stopping rule has so far (``cancelled=True``).
+    result holds what the stopping rule has so far (``cancelled=True``). Problems the rule
+    declares done stop being fitted (when ``problem.make_network`` is given): the rest go on
+    as a smaller batch, each exactly as it would alone. ``problem.network`` ends with every
+    problem's last weights.
     """
     settings.validate()
     amp = resolve_precision(settings.precision, device, pixels=problem.n * problem.code[0, 0].numel())
-    net = problem.network.to(device, memory_format=resolve_layout(settings.layout, amp)).train()
-    code = problem.code.to(device)
-    y = problem.observed.to(device)
-    op = problem.operator.to(device) if hasattr(problem.operator, "to") else problem.operator
+    layout = resolve_layout(settings.layout, amp)
+    net = problem.network.to(device, memory_format=layout).train()
     gt = None if problem.ground_truth is None else problem.ground_truth.to(device)
     if rule.needs_ground_truth and gt is None:
         raise ValueError("this stopping rule needs a ground truth")
     n = problem.n
-    gens = _generators(problem.seeds, device)
+    parameters = count_parameters(net, n)
+    op = problem.operator.to(device) if hasattr(problem.operator, "to") else problem.operator
     params = [p for p in net.parameters() if p.requires_grad]
-    good = [p.detach().clone() for p in params]
-    rows, good_rows = _rows([p.detach() for p in params], n), _rows(good, n)
-    opt = LayoutAdam(params, settings.lr, device)
+    a = _Active(index=torch.arange(n), net=net, params=params,
+                opt=LayoutAdam(params, settings.lr, device), good=[p.detach().clone() for p in params],
+                code=problem.code.to(device), y=problem.observed.to(device), op=op, gt=gt,
+                gens=_generators(problem.seeds, device))
     autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp else contextlib.nullcontext
 
     losses, psnrs, ssims = [], [], []
-    ema = None
+    ema = out_all = loss_all = psnr_all = None
     prev_loss = prev_out = None
     restarts = 0
+    fitted = torch.zeros(n, dtype=torch.long)
     done = torch.zeros(n, dtype=torch.bool)
     start = time.perf_counter()
     it = 0
@@ -269,20 +331,21 @@ def fit(problem: Problem, settings: FitSettings, rule, *, device: torch.device,
             cancelled = True
             it -= 1
             break
-        z = code
+        fitted[a.index] += 1
+        z = a.code
         if settings.code_noise > 0:
-            noise = torch.stack([torch.randn(code.shape[1:], generator=g, device=device)
-                                 for g in gens])
-            z = code + settings.code_noise * noise
-        opt.zero_grad()
+            noise = torch.stack([torch.randn(a.code.shape[1:], generator=g, device=device)
+                                 for g in a.gens])
+            z = a.code + settings.code_noise * noise
+        a.opt.zero_grad()
         with autocast():
-            out = net(z)
+            out = a.net(z)
         out = out.float()
-        per_problem = ((op(out) - y) ** 2).flatten(1).mean(1)
+        per_problem = ((a.op(out) - a.y) ** 2).flatten(1).mean(1)
         per_problem.sum().backward()
         loss_now = per_problem.detach().cpu()
         out = out.detach()
-        jumped = (torch.zeros(n, dtype=torch.bool) if prev_loss is None
+        jumped = (torch.zeros(a.n, dtype=torch.bool) if prev_loss is None
                   else loss_now > settings.loss_jump * prev_loss)
         if bool(jumped.any()):
             # Per problem: the loss jumped, so go back to the last good weights (at most
@@ -292,36 +355,47 @@ def fit(problem: Problem, settings: FitSettings, rule, *, device: torch.device,
             restarts += int(jumped.sum())
             keep = jumped.to(device)
             with torch.no_grad():
-                for r, g in zip(rows, good_rows):
+                for r, g in zip(_rows([p.detach() for p in a.params], a.n), _rows(a.good, a.n)):
                     r[keep] = g[keep]
-                for grad in _rows([p.grad for p in params], n):
+                for grad in _rows([p.grad for p in a.params], a.n):
                     grad[keep] = 0
             out = torch.where(keep.view(-1, 1, 1, 1), prev_out, out)
             loss_now = torch.where(jumped, prev_loss, loss_now)
         elif it % SNAPSHOT_EVERY == 0:
             with torch.no_grad():
-                torch._foreach_copy_(good, [p.detach() for p in params])
-        opt.step()
-        if hasattr(net, "dropout_off"):
+                torch._foreach_copy_(a.good, [p.detach() for p in a.params])
+        a.opt.step()
+        if hasattr(a.net, "dropout_off"):
             # Networks with dropout are judged with it off (one more forward pass).
-            with torch.no_grad(), net.dropout_off(), autocast():
-                out = torch.where(jumped.to(device).view(-1, 1, 1, 1), out, net(z).float())
+            with torch.no_grad(), a.net.dropout_off(), autocast():
+                out = torch.where(jumped.to(device).view(-1, 1, 1, 1), out, a.net(z).float())
         prev_loss, prev_out = loss_now, out
-        reported = loss_now.tolist()
+        # The rule sees all G problems; finished ones keep their last values.
+        out_all = out if a.n == n else out_all.index_copy(0, a.index.to(device), out)
+        loss_all = loss_now if a.n == n else loss_all.index_copy(0, a.index, loss_now)
         with torch.no_grad():
             if settings.ema > 0:
                 # Ramped: early outputs (and a warm start's first ones) are forgotten quickly.
                 decay = min(settings.ema, (1 + it) / (10 + it))
-                ema = out.clone() if ema is None else ema.mul_(decay).add_(out, alpha=1 - decay)
+                if ema is None:
+                    ema = out.clone()
+                elif a.n == n:
+                    ema.mul_(decay).add_(out, alpha=1 - decay)
+                else:
+                    at = a.index.to(device)
+                    ema.index_copy_(0, at, ema[at].mul_(decay).add_(out, alpha=1 - decay))
                 candidate = ema
             else:
-                candidate = out
-            p = psnr_fn(candidate, gt) if gt is not None else None
-            done |= rule.observe(it, out, candidate, p, loss_now)
+                candidate = out_all
+            if a.gt is not None:
+                p_now = psnr_fn(candidate[a.index.to(device)] if a.n < n else candidate, a.gt)
+                psnr_all = p_now if a.n == n else psnr_all.index_copy(0, a.index.to(device), p_now)
+            done |= rule.observe(it, out_all, candidate, psnr_all, loss_all)
+        reported = loss_all.tolist()
         losses.append(reported)
         event = Progress(it, settings.iterations, reported, done=done.tolist())
-        if p is not None:
-            event.psnr = p.cpu().tolist()
+        if psnr_all is not None:
+            event.psnr = psnr_all.cpu().tolist()
             psnrs.append(event.psnr)
             if settings.metrics_every and (it % settings.metrics_every == 0 or it == 1):
                 event.ssim = ssim_fn(candidate, gt).cpu().tolist()
@@ -331,23 +405,37 @@ def fit(problem: Problem, settings: FitSettings, rule, *, device: torch.device,
         yield event
         if bool(done.all()):
             break
+        finished = done[a.index]
+        if problem.make_network is not None and bool(finished.any()):
+            if a.net is not problem.network:
+                _store(a, problem.network)
+            a = a.rows(~finished, problem.make_network, layout)
+            prev_loss, prev_out = prev_loss[~finished], prev_out[(~finished).to(device)]
+    if a.net is not problem.network:
+        _store(a, problem.network)
     output, stop_iterations = rule.result()
     if output is None:  # cancelled before the first iteration
         with torch.no_grad(), autocast():
-            output = net(code).float()
+            output = net(problem.code.to(device)).float()
         stop_iterations = [0] * n
     return FitResult(
         output=output.detach().float().cpu().numpy(),
         stop_iterations=stop_iterations,
         iterations=it,
         seconds=time.perf_counter() - start,
-        parameters=count_parameters(net, n),
+        parameters=parameters,
         loss_curve=np.asarray(losses, dtype=np.float32).reshape(-1, n),
         psnr_curve=np.asarray(psnrs, dtype=np.float32).reshape(-1, n) if psnrs else None,
         ssim_curve=ssims,
         cancelled=cancelled,
         restarts=restarts,
+        fitted_iterations=fitted.tolist(),
     )
+
+
+def _store(active: _Active, network: nn.Module) -> None:
+    """Write the active problems' weights into their places in the full packed ``network``."""
+    move_problems(active.net, active.n, network, [(k, int(i)) for k, i in enumerate(active.index)])
 
 
 def drain(gen: Generator[Progress, None, FitResult],

@@ -28,6 +28,10 @@ class Identity:
     def to(self, device: torch.device) -> "Identity":
         return self
 
+    def rows(self, index: torch.Tensor) -> "Identity":
+        """The operator of problems ``index`` (the same: it holds nothing per problem)."""
+        return self
+
 
 def lanczos_kernel(factor: int, support: int = 2) -> torch.Tensor:
     """The separable Lanczos-``support`` kernel of DIP's downsampler (phase 1/2), 4*factor taps.
@@ -66,6 +70,10 @@ class Downsample:
         self.kernel = self.kernel.to(device)
         return self
 
+    def rows(self, index: torch.Tensor) -> "Downsample":
+        """The operator of problems ``index`` (the same for every problem)."""
+        return self
+
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         if height % self.scale or width % self.scale:
             raise ValueError(f"image size {height}x{width} is not a multiple of the factor "
@@ -102,6 +110,10 @@ class Mask:
     def to(self, device: torch.device) -> "Mask":
         self.mask = self.mask.to(device)
         return self
+
+    def rows(self, index: torch.Tensor) -> "Mask":
+        """The operator of problems ``index`` (a mask shared by all problems stays shared)."""
+        return self if self.mask.shape[0] == 1 else Mask(self.mask[index.to(self.mask.device)])
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         if (height, width) != tuple(self.mask.shape[-2:]):

@@ -117,10 +117,12 @@ def build_problem(config: TaskConfig, observed: torch.Tensor, *, seeds: Sequence
     if len(seeds) != g:
         raise ValueError(f"need one seed per problem: {g} problems, {len(seeds)} seeds")
     height, width = h * config.factor, w * config.factor
-    net = build_network(lambda groups: config.network.build(c, groups), seeds)
+    make = lambda groups: config.network.build(c, groups)  # noqa: E731
+    net = build_network(make, seeds)
     codes = []
     for s in seeds:
         gen = torch.Generator().manual_seed(int(s) + 2)
         codes.append(make_code(config.code, *config.network.code_shape(height, width), generator=gen))
     return Problem(network=net, code=torch.stack(codes), operator=make_operator(config, mask),
-                   observed=observed, seeds=list(seeds), ground_truth=ground_truth)
+                   observed=observed, seeds=list(seeds), ground_truth=ground_truth,
+                   make_network=make)

@@ -34,16 +34,28 @@ def build_network(make: Callable[[int], nn.Module], seeds: Sequence[int]) -> nn.
     return packed
 
 
-def copy_problem(source: nn.Module, index: int, groups: int, target: nn.Module) -> nn.Module:
-    """Load problem ``index`` of ``source`` (a packed network of ``groups`` problems) into
-    every problem of ``target`` (the same architecture packing any number of problems)."""
+def move_problems(source: nn.Module, source_groups: int, target: nn.Module,
+                  pairs: Sequence[tuple[int, int]]) -> nn.Module:
+    """For each (s, t) in ``pairs`` load problem s of ``source`` (a packed network of
+    ``source_groups`` problems) into problem t of ``target`` (the same architecture packing
+    any number of problems); the target's other problems keep their weights."""
     new = target.state_dict()
+    src_rows, dst_rows = [s for s, _ in pairs], [t for _, t in pairs]
     for key, value in source.state_dict().items():
         if value.ndim == 0:
             new[key] = value
-        else:
-            one = value.unflatten(0, (groups, -1))[index]
-            copies = new[key].shape[0] // one.shape[0]
-            new[key] = one.repeat(copies, *([1] * (one.ndim - 1)))
+            continue
+        src = value.unflatten(0, (source_groups, -1))
+        dst = new[key].clone().unflatten(0, (-1, src.shape[1]))
+        dst[dst_rows] = src[src_rows].to(dst.device)
+        new[key] = dst.flatten(0, 1)
     target.load_state_dict(new)
     return target
+
+
+def copy_problem(source: nn.Module, index: int, groups: int, target: nn.Module) -> nn.Module:
+    """Load problem ``index`` of ``source`` (a packed network of ``groups`` problems) into
+    every problem of ``target`` (the same architecture packing any number of problems)."""
+    key, weight = next((k, v) for k, v in source.state_dict().items() if v.ndim)
+    copies = target.state_dict()[key].shape[0] * groups // weight.shape[0]
+    return move_problems(source, groups, target, [(index, t) for t in range(copies)])
