@@ -8,6 +8,8 @@
     ``--ceiling`` adds what warm starts can give at best: for each slice, how many iterations
     a fit started from the previous slice's cold weights needs before its output is as good
     as the slice's own cold fit (measured against the ground truth, i.e. an oracle stop);
+    ``--bounds`` what batching can give at best: the per-slice cost of the slices through
+    one shared network (activations only), with one thread and with two;
 (c) the peak memory (max RSS) of a process fitting the stack one slice at a time, in one
     batch, and a 200-slice volume in batches: bounded by the batch, not by the volume.
 
@@ -111,7 +113,8 @@ def iteration_costs(size: int, shapes: list[tuple[int, str]], rounds: int, itera
     for _ in range(rounds):
         for batch, precision in shapes:
             config = make_config("denoise", iterations=iterations, stop="fixed", precision=precision, seed=0)
-            problem = build_problem(config, torch.rand(batch, 1, size, size, generator=torch.Generator().manual_seed(0)),
+            side = config.network.padded_size(size, size)[0]  # what api.run fits
+            problem = build_problem(config, torch.rand(batch, 1, side, side, generator=torch.Generator().manual_seed(0)),
                                     seeds=[0] * batch)
             stamps = [time.process_time()]
             drain(fit(problem, config.fit, config.stop_rule(batch), device=torch.device("cpu")),
@@ -139,14 +142,65 @@ def modelled_seconds(row: dict, costs: dict) -> float:
     return sum(its * costs[(active, row["precision"])] for active, its in batch_segments(row["fits"]))
 
 
+class _SharedNetwork(torch.nn.Module):
+    """One network for a batch of codes (batch dimension, shared weights and statistics)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, code: torch.Tensor) -> torch.Tensor:
+        return self.net.head(self.net.body(code))
+
+
+def batch_bounds(size: int, slices: int, rounds: int, iterations: int = 12) -> dict:
+    """Seconds per slice and iteration of the fast network trained on ``slices`` slices: one
+    slice alone (fp32, what the engine picks), one batch of independent networks (bf16,
+    channels-last), and the same slices through one shared network (bf16), whose cost is that
+    of the activations alone: no batch of independent networks can get below it. CPU seconds
+    with one thread, and wall seconds with two, interleaved over rounds (best round each)."""
+    from napari_dip.core.fit import LayoutAdam
+    from napari_dip.core.presets import FAST_NET
+    cpu = torch.device("cpu")
+    variants = {"one slice (fp32)": (1, 1, None), f"batch of {slices} networks (bf16)": (slices, slices, torch.bfloat16),
+                f"{slices} slices, one shared network (bf16)": (slices, 1, torch.bfloat16)}
+    out: dict = {}
+    for threads, clock in ((1, time.process_time), (2, time.perf_counter)):
+        torch.set_num_threads(threads)
+        for _ in range(rounds):
+            for name, (n, groups, amp) in variants.items():
+                torch.manual_seed(0)
+                net = FAST_NET.build(1, groups).to(memory_format=torch.channels_last if amp else torch.contiguous_format)
+                model = net if groups == n else _SharedNetwork(net)
+                side = FAST_NET.padded_size(size, size)[0]  # what api.run fits
+                code = torch.rand(n, FAST_NET.code_channels, side, side)
+                target = torch.rand(n, 1, side, side)
+                opt = LayoutAdam(list(net.parameters()), 0.01, cpu)
+                stamps = []
+                for _ in range(iterations):
+                    opt.zero_grad()
+                    with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
+                        output = model(code + torch.randn_like(code) / 30)
+                    ((output.float() - target) ** 2).mean().backward()
+                    opt.step()
+                    stamps.append(clock())
+                cost = float(np.median(np.diff(stamps)[2:])) / n
+                key = (name, threads)
+                out[key] = min(out.get(key, cost), cost)
+    torch.set_num_threads(1)
+    return {"size": size, "rows": [{"variant": name, "cpu_1_thread": out[(name, 1)], "wall_2_threads": out[(name, 2)]}
+                                   for name in variants]}
+
+
 def warm_ceiling(n: int, size: int, iterations: int, stack: str) -> dict:
     """Per slice k >= 1: the cold PSNR after ``iterations``, and the first iteration at which a
     fit started from slice k-1's cold weights reaches it (None: not within ``iterations``)."""
     from napari_dip.arrays import Intensity
     from napari_dip.core.nets.factory import copy_problem
+    config = make_config("denoise", iterations=iterations, stop="fixed", precision="fp32", seed=0)
+    size = config.network.padded_size(size, size)[0]  # fitted as is: no smaller than api.run fits
     clean, noisy = load_stack(n, size, stack)
     unit = Intensity.of(noisy)  # the run's intensity units, as api.run and stack_case use
-    config = make_config("denoise", iterations=iterations, stop="fixed", precision="fp32", seed=0)
 
     def curve(k: int, start=None):
         problem = build_problem(config, torch.from_numpy(unit.to_unit(noisy[k])[None, None]), seeds=[0],
@@ -216,8 +270,8 @@ def _events(gen):
             return
 
 
-def write_table(path: Path, a: dict, b: list[dict], ceilings: list[dict], c: list[tuple[str, float]],
-                args) -> str:
+def write_table(path: Path, a: dict, b: list[dict], ceilings: list[dict], bounds: dict | None,
+                c: list[tuple[str, float]], args) -> str:
     base_a = a["fp32 eager"]
     lines = [
         "## Results",
@@ -264,6 +318,16 @@ def write_table(path: Path, a: dict, b: list[dict], ceilings: list[dict], c: lis
                   for r in rows]
         lines += ["", f"A warm chain stopped by this oracle (never-reached slices at the cold count): "
                       f"**{ceiling['throughput']:.2f}x** the throughput of cold fits, before batching."]
+    if bounds:
+        rows = bounds["rows"]
+        lines += ["", f"### (b) What a batch can save at most ({bounds['size']} x {bounds['size']}, fast network)", "",
+                  "Seconds per slice and iteration, and the throughput against one slice alone. A shared "
+                  "network pays for the activations only (its weights are shared), so no batch of "
+                  "independent networks can be cheaper per slice.", "",
+                  "| fit | CPU ms, 1 thread | throughput | wall ms, 2 threads | throughput |", "|---|---|---|---|---|"]
+        lines += [f"| {r['variant']} | {1e3 * r['cpu_1_thread']:.1f} | {rows[0]['cpu_1_thread'] / r['cpu_1_thread']:.2f}x "
+                  f"| {1e3 * r['wall_2_threads']:.1f} | {rows[0]['wall_2_threads'] / r['wall_2_threads']:.2f}x |"
+                  for r in rows]
     lines += ["",
               f"### (c) Peak memory a fit adds to a fresh process ({args.size_b} x {args.size_b} slices, "
               f"fast preset, RSS sampled every 5 ms)", "",
@@ -302,17 +366,19 @@ def main() -> None:
                         "(batches of --slices)")
     p.add_argument("--ceiling", action="store_true",
                    help="also measure the warm-start ceiling on each stack (oracle stop; about 6 CPU minutes each)")
+    p.add_argument("--bounds", action="store_true",
+                   help="also measure what a batch can save at most (one shared network; about 2 minutes)")
     p.add_argument("--volume", type=int, default=200, help="slices of the volume in (c)")
     p.add_argument("--out", default=str(ROOT / "docs" / "speed.md"))
     p.add_argument("--json", default=None, help="also write the raw numbers here")
     p.add_argument("--reuse", default=None, help="take (a) and (b) from this --json file of an earlier run "
-                                                 "with the same options; measure (c) only")
+                                                 "with the same options; measure (c) (and --bounds) only")
     args = p.parse_args()
     torch.set_num_threads(1)
     n, s, its, stop = args.slices, args.size_b, args.iterations, args.stop
     if args.reuse:
         earlier = json.loads(Path(args.reuse).read_text())
-        a, b, ceilings = earlier["a"], earlier["b"], earlier.get("ceilings", [])
+        a, b, ceilings, bounds = earlier["a"], earlier["b"], earlier.get("ceilings", []), earlier.get("bounds")
     else:
         a = part_a(args.size_a, args.iterations_a, args.repeats)
         print("a", a, flush=True)
@@ -334,13 +400,18 @@ def main() -> None:
         print("costs", costs, flush=True)
         ceilings = [warm_ceiling(n, s, its, stack) for stack in args.stacks] if args.ceiling else []
         print("ceilings", ceilings, flush=True)
+        bounds = None
+    if args.bounds:
+        bounds = batch_bounds(s, n, args.repeats)
+        print("bounds", bounds, flush=True)
     c = [(f"{n} slices, one at a time", peak_memory(n, s, 3, 1)),
          (f"{n} slices, batch {n}", peak_memory(n, s, 3, n)),
          (f"{args.volume} slices, batch {n}", peak_memory(args.volume, s, 3, n))]
     print("c", c, flush=True)
-    table = write_table(Path(args.out), a, b, ceilings, c, args)
+    table = write_table(Path(args.out), a, b, ceilings, bounds, c, args)
     if args.json:
-        Path(args.json).write_text(json.dumps({"a": a, "b": b, "ceilings": ceilings, "c": c}, indent=1))
+        Path(args.json).write_text(json.dumps({"a": a, "b": b, "ceilings": ceilings, "bounds": bounds, "c": c},
+                                              indent=1))
     print(table)
 
 
