@@ -99,3 +99,24 @@ def test_fitted_outputs_are_evaluated_with_dropout_off():
         noisy = net(problem.code).numpy()  # dropout on: differs
     np.testing.assert_allclose(result.output, expected, atol=1e-6)
     assert not np.allclose(result.output, noisy, atol=1e-4)
+
+
+def _fit_resunet(observed, seeds):
+    config = make_config("denoise", architecture="resunet", iterations=15, stop="fixed", precision="fp32",
+                         network={"channels": (4, 8), "dropout": 0.3})
+    problem = build_problem(config, torch.from_numpy(observed), seeds=seeds)
+    return drain(fit(problem, config.fit, config.stop_rule(len(seeds)), device=torch.device("cpu"))).output
+
+
+def test_dropout_masks_come_from_the_seed_so_fits_repeat_and_batch_like_alone():
+    yy, xx = np.mgrid[0:16, 0:16] / 16
+    observed = np.stack([0.5 + 0.3 * np.sin((4 + k) * xx) * np.cos(3 * yy) for k in range(3)])[:, None]
+    observed = (observed + 0.1 * np.random.default_rng(0).standard_normal(observed.shape)).astype(np.float32)
+    torch.manual_seed(123)  # the global generator must not matter
+    first = _fit_resunet(observed, [1, 2, 3])
+    torch.manual_seed(456)
+    again = _fit_resunet(observed, [1, 2, 3])
+    np.testing.assert_array_equal(first, again)
+    for i, seed in enumerate([1, 2, 3]):
+        np.testing.assert_allclose(first[i], _fit_resunet(observed[i:i + 1], [seed])[0], atol=2e-5)
+    assert not np.allclose(first[0], _fit_resunet(observed[:1], [7])[0], atol=1e-3)  # other seed, other fit

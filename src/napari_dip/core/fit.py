@@ -264,6 +264,10 @@ class _Active:
     gt: torch.Tensor | None
     gens: list[torch.Generator]
 
+    def __post_init__(self):
+        if hasattr(self.net, "draw_from"):  # dropout masks from the problems' own streams
+            self.net.draw_from(self.gens)
+
     @property
     def n(self) -> int:
         return len(self.index)

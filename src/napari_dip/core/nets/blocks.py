@@ -98,6 +98,33 @@ class Conv(nn.Sequential):
         super().__init__(*layers)
 
 
+class GroupDropout(nn.Module):
+    """Dropout for ``groups`` packed problems, each drawing its masks from its own generator.
+
+    The fitting loop hands it one generator per problem (``generators``), so a fit is
+    reproducible from its seeds and a problem draws the same masks in a batch as alone;
+    without generators it draws from torch's global generator, like ``nn.Dropout``.
+    """
+
+    def __init__(self, p: float, groups: int = 1):
+        super().__init__()
+        self.p, self.groups = p, groups
+        self.generators: list[torch.Generator] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if self.generators is None:
+            return F.dropout(x, self.p, training=True)
+        _, c, h, w = x.shape
+        per = c // len(self.generators)
+        keep = torch.cat([torch.rand(per, h, w, generator=g, device=x.device) for g in self.generators]) >= self.p
+        return x * (keep.to(x.dtype) / (1 - self.p)).unsqueeze(0)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, groups={self.groups}"
+
+
 def norm(channels: int, groups: int = 1) -> nn.Module:
     """BatchNorm over the packed channels (statistics per problem and channel)."""
     return nn.BatchNorm2d(groups * channels)

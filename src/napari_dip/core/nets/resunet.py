@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .blocks import Conv, Upsample, activation, cat_groups, norm, pack, padded_to_multiple, unpack
+from .blocks import Conv, GroupDropout, Upsample, activation, cat_groups, norm, pack, padded_to_multiple, unpack
 
 POOLINGS = ("max", "avg")
 
@@ -95,8 +95,12 @@ class ResUNet(nn.Module):
         self.ups = nn.ModuleList([Upsample(cfg.upsample, ch[i + 1], groups) for i in range(len(ch) - 1)])
         self.decoders = nn.ModuleList(
             [_ResBlock(ch[i + 1] + ch[i], ch[i], cfg, groups) for i in range(len(ch) - 1)])
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = GroupDropout(cfg.dropout, groups)
         self.head = Conv(ch[0], out_channels, 1, groups=groups)
+
+    def draw_from(self, generators: list) -> None:
+        """Draw each problem's dropout masks from its generator (one per packed problem)."""
+        self.drop.generators = list(generators)
 
     @contextlib.contextmanager
     def dropout_off(self):
