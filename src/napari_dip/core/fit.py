@@ -265,6 +265,7 @@ class _Active:
     gens: list[torch.Generator]
 
     def __post_init__(self):
+        self.at = self.index.to(self.code.device)  # the same positions, on the device
         if hasattr(self.net, "draw_from"):  # dropout masks from the problems' own streams
             self.net.draw_from(self.gens)
 
@@ -276,6 +277,7 @@ class _Active:
         """The same fit restricted to the problems ``keep`` (bool, one per active problem):
         a smaller packed network with their weights, Adam moments and fallback weights."""
         keep_at = keep.nonzero().flatten()
+        rows = keep_at.to(self.code.device)
         with torch.device("meta"):  # no initialisation: every weight is loaded below
             net = make(len(keep_at))
         net = net.to_empty(device=self.code.device).to(memory_format=layout).train()
@@ -284,13 +286,12 @@ class _Active:
         good = [p.detach().clone() for p in params]
         with torch.no_grad():
             for g, old in zip(_rows(good, len(keep_at)), _rows(self.good, self.n)):
-                g.copy_(old[keep_at.to(old.device)])
-        at = keep_at.to(self.code.device)
+                g.copy_(old[rows])
         return _Active(
             index=self.index[keep_at], net=net, params=params,
-            opt=self.opt.rows(params, at, self.n), good=good, code=self.code[at], y=self.y[at],
-            op=self.op.rows(at) if hasattr(self.op, "rows") else self.op,
-            gt=None if self.gt is None else self.gt[at],
+            opt=self.opt.rows(params, rows, self.n), good=good, code=self.code[rows], y=self.y[rows],
+            op=self.op.rows(rows) if hasattr(self.op, "rows") else self.op,
+            gt=None if self.gt is None else self.gt[rows],
             gens=[self.gens[int(i)] for i in keep_at])
 
 
@@ -375,25 +376,25 @@ def fit(problem: Problem, settings: FitSettings, rule, *, device: torch.device,
                 out = torch.where(jumped.to(device).view(-1, 1, 1, 1), out, a.net(z).float())
         prev_loss, prev_out = loss_now, out
         # The rule sees all G problems; finished ones keep their last values.
-        out_all = out if a.n == n else out_all.index_copy(0, a.index.to(device), out)
-        loss_all = loss_now if a.n == n else loss_all.index_copy(0, a.index, loss_now)
+        full = a.n == n
+        out_all = out if full else out_all.index_copy(0, a.at, out)
+        loss_all = loss_now if full else loss_all.index_copy(0, a.index, loss_now)
         with torch.no_grad():
             if settings.ema > 0:
                 # Ramped: early outputs (and a warm start's first ones) are forgotten quickly.
                 decay = min(settings.ema, (1 + it) / (10 + it))
                 if ema is None:
                     ema = out.clone()
-                elif a.n == n:
+                elif full:
                     ema.mul_(decay).add_(out, alpha=1 - decay)
                 else:
-                    at = a.index.to(device)
-                    ema.index_copy_(0, at, ema[at].mul_(decay).add_(out, alpha=1 - decay))
+                    ema.index_copy_(0, a.at, ema[a.at].mul_(decay).add_(out, alpha=1 - decay))
                 candidate = ema
             else:
                 candidate = out_all
             if a.gt is not None:
-                p_now = psnr_fn(candidate[a.index.to(device)] if a.n < n else candidate, a.gt)
-                psnr_all = p_now if a.n == n else psnr_all.index_copy(0, a.index.to(device), p_now)
+                p_now = psnr_fn(candidate if full else candidate[a.at], a.gt)
+                psnr_all = p_now if full else psnr_all.index_copy(0, a.at, p_now)
             done |= rule.observe(it, out_all, candidate, psnr_all, loss_all)
         reported = loss_all.tolist()
         losses.append(reported)
