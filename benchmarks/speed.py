@@ -3,8 +3,10 @@
 (a) the paper network (F16 skip net, grey output) per iteration at 256 x 256: fp32 eager
     against the engine's fastest settings, interleaved A B A B and timed in CPU seconds;
 (b) stacks of ISBI EM sections and of T1 MRI slices with Gaussian noise (sigma 25/255): one
-    cold slice at a time against a batch, warm starts, and both, slices per CPU minute and
-    mean PSNR (optionally a longer ISBI stack, ``--long-slices``);
+    cold slice at a time against a batch, warm starts, and both, slices per CPU minute on one
+    thread and mean PSNR (optionally a longer ISBI stack, ``--long-slices``); then the same
+    stacks on every core of the machine in wall-clock time, where a batch is fitted as
+    parallel groups (one per core) and one slice at a time has all cores to itself;
     ``--ceiling`` adds what warm starts can give at best: for each slice, how many iterations
     a fit started from the previous slice's cold weights needs before its output is as good
     as the slice's own cold fit (measured against the ground truth, i.e. an oracle stop);
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -84,25 +87,50 @@ def load_stack(n: int, size: int, stack: str = "isbi") -> tuple[np.ndarray, np.n
 
 
 def stack_case(name: str, n: int, size: int, iterations: int, stop: str, precision: str,
-               batch_size: int, warm_start: bool, stack: str = "isbi") -> dict:
-    """Fit the stack through api.run; CPU seconds, PSNR per slice, iterations per slice."""
+               batch_size: int, warm_start: bool, stack: str = "isbi", clock=time.process_time) -> dict:
+    """Fit the stack through api.run; seconds (``clock``: CPU by default), PSNR and iterations per slice."""
     clean, noisy = load_stack(n, size, stack)
     config = make_config("denoise", iterations=iterations, stop=stop, precision=precision, seed=0)
-    t = time.process_time()
+    t = clock()
     _, report = drain(run(config, noisy, ground_truth=clean, device="cpu", batch_size=batch_size,
                           warm_start=warm_start))
-    seconds = time.process_time() - t
+    seconds = clock() - t
     records = report["slices"]
     fits, at = [], 0  # (slices fitted together, iterations each was fitted), in order
     while at < len(records):
         batch = records[at]["batch"]
         fits.append((batch, [r["fitted_iterations"] for r in records[at:at + batch]]))
         at += batch
-    return {"name": name, "cpu_seconds": seconds, "slices_per_minute": 60 * n / seconds,
+    return {"name": name, "seconds": seconds, "slices_per_minute": 60 * n / seconds,
             "psnr": float(np.mean([s["psnr"] for s in records])),
             "psnr_input": float(np.mean([s["psnr_input"] for s in records])),
             "iterations": [s["stop_iteration"] for s in records], "fits": fits,
-            "precision": report["precision"], "batch": report["batch_size"], "stack": stack, "slices": n}
+            "precision": report["precision"], "batch": report["batch_size"], "stack": stack, "slices": n,
+            "parallel": report["parallel"], "threads": torch.get_num_threads()}
+
+
+def wall_cases(stacks: list[str], n: int, size: int, iterations: int, stop: str, rounds: int,
+               cores: int) -> list[dict]:
+    """(b) on ``cores`` cores in wall-clock seconds: one cold slice at a time with all threads
+    and with one (the better is the baseline), a cold batch and a warm-started batch (fitted
+    as parallel groups), interleaved A B C D A B C D over ``rounds``, each row's best round."""
+    cases = [(f"one cold slice at a time, {cores} threads", 1, False, cores),
+             ("one cold slice at a time, 1 thread", 1, False, 1),
+             ("batched, cold", n, False, cores), ("warm-started and batched", n, True, cores)]
+    best: dict = {}
+    try:
+        for _ in range(rounds):
+            for stack in stacks:
+                for name, batch, warm, threads in cases:
+                    torch.set_num_threads(threads)
+                    row = stack_case(name, n, size, iterations, stop, "auto", batch, warm, stack, time.perf_counter)
+                    key = (stack, name)
+                    if key not in best or row["seconds"] < best[key]["seconds"]:
+                        best[key] = row
+                    print("wall", row, flush=True)
+    finally:
+        torch.set_num_threads(1)
+    return list(best.values())
 
 
 def iteration_costs(size: int, shapes: list[tuple[int, str]], rounds: int, iterations: int = 12) -> dict:
@@ -270,8 +298,8 @@ def _events(gen):
             return
 
 
-def write_table(path: Path, a: dict, b: list[dict], ceilings: list[dict], bounds: dict | None,
-                c: list[tuple[str, float]], args) -> str:
+def write_table(path: Path, a: dict, b: list[dict], wall: list[dict], ceilings: list[dict],
+                bounds: dict | None, c: list[tuple[str, float]], args) -> str:
     base_a = a["fp32 eager"]
     lines = [
         "## Results",
@@ -301,13 +329,32 @@ def write_table(path: Path, a: dict, b: list[dict], ceilings: list[dict], bounds
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in rows:
-            lines.append(f"| {r['name']} | {r['batch']} | {r['cpu_seconds']:.1f} | {r['slices_per_minute']:.2f} | "
+            lines.append(f"| {r['name']} | {r['batch']} | {r['seconds']:.1f} | {r['slices_per_minute']:.2f} | "
                          f"{r['slices_per_minute'] / base_b['slices_per_minute']:.2f}x | "
                          f"{base_b['modelled_seconds'] / r['modelled_seconds']:.2f}x | {r['psnr']:.2f} | "
                          f"{r['psnr'] - base_b['psnr']:+.2f} | {', '.join(map(str, r['iterations']))} |")
         lines += ["", f"Noisy input: {base_b['psnr_input']:.2f} dB. Throughput (interleaved costs): the "
                       "rows' iteration counts priced at per-iteration costs measured side by side "
                       "(A B C A B C), which the drift of a shared machine between rows does not skew."]
+    for stack in dict.fromkeys(r["stack"] for r in wall):
+        rows = [r for r in wall if r["stack"] == stack]
+        base = min((r for r in rows if r["batch"] == 1), key=lambda r: r["seconds"])
+        lines += [
+            "",
+            f"### (b) {rows[0]['slices']} {STACK_NAMES[stack]} on all {rows[0]['threads']} cores, wall clock "
+            f"(same fits as above; best of {args.wall_rounds} interleaved rounds)",
+            "",
+            "| fit | batch | parallel groups x torch threads | wall s | slices / min | throughput "
+            "| mean PSNR (dB) | dPSNR | stop iterations |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            split = f"{r['parallel']} x {max(1, r['threads'] // r['parallel'])}"
+            lines.append(f"| {r['name']} | {r['batch']} | {split} | {r['seconds']:.1f} | "
+                         f"{r['slices_per_minute']:.2f} | {r['slices_per_minute'] / base['slices_per_minute']:.2f}x | "
+                         f"{r['psnr']:.2f} | {r['psnr'] - base['psnr']:+.2f} | {', '.join(map(str, r['iterations']))} |")
+        lines += ["", f"Throughput against the faster way of fitting one cold slice at a time "
+                      f"({base['name']})."]
     for ceiling in ceilings:
         rows = ceiling["rows"]
         lines += ["", f"### (b) Warm-start ceiling, {STACK_NAMES[ceiling['stack']]} (oracle stop, fp32)", "",
@@ -368,17 +415,21 @@ def main() -> None:
                    help="also measure the warm-start ceiling on each stack (oracle stop; about 6 CPU minutes each)")
     p.add_argument("--bounds", action="store_true",
                    help="also measure what a batch can save at most (one shared network; about 2 minutes)")
+    p.add_argument("--wall-rounds", type=int, default=2, metavar="N",
+                   help="rounds of the wall-clock (b) rows on all cores (0: skip them)")
     p.add_argument("--volume", type=int, default=200, help="slices of the volume in (c)")
     p.add_argument("--out", default=str(ROOT / "docs" / "speed.md"))
     p.add_argument("--json", default=None, help="also write the raw numbers here")
     p.add_argument("--reuse", default=None, help="take (a) and (b) from this --json file of an earlier run "
                                                  "with the same options; measure (c) (and --bounds) only")
     args = p.parse_args()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     torch.set_num_threads(1)
     n, s, its, stop = args.slices, args.size_b, args.iterations, args.stop
     if args.reuse:
         earlier = json.loads(Path(args.reuse).read_text())
         a, b, ceilings, bounds = earlier["a"], earlier["b"], earlier.get("ceilings", []), earlier.get("bounds")
+        wall = earlier.get("wall", [])
     else:
         a = part_a(args.size_a, args.iterations_a, args.repeats)
         print("a", a, flush=True)
@@ -398,6 +449,7 @@ def main() -> None:
         for r in b:
             r["modelled_seconds"] = modelled_seconds(r, costs)
         print("costs", costs, flush=True)
+        wall = wall_cases(args.stacks, n, s, its, stop, args.wall_rounds, cores) if args.wall_rounds else []
         ceilings = [warm_ceiling(n, s, its, stack) for stack in args.stacks] if args.ceiling else []
         print("ceilings", ceilings, flush=True)
         bounds = None
@@ -408,10 +460,10 @@ def main() -> None:
          (f"{n} slices, batch {n}", peak_memory(n, s, 3, n)),
          (f"{args.volume} slices, batch {n}", peak_memory(args.volume, s, 3, n))]
     print("c", c, flush=True)
-    table = write_table(Path(args.out), a, b, ceilings, bounds, c, args)
+    table = write_table(Path(args.out), a, b, wall, ceilings, bounds, c, args)
     if args.json:
-        Path(args.json).write_text(json.dumps({"a": a, "b": b, "ceilings": ceilings, "bounds": bounds, "c": c},
-                                              indent=1))
+        Path(args.json).write_text(json.dumps({"a": a, "b": b, "wall": wall, "ceilings": ceilings, "bounds": bounds,
+                                               "c": c}, indent=1))
     print(table)
 
 

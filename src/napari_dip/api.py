@@ -13,7 +13,8 @@ import numpy as np
 
 from . import __version__
 from .arrays import Intensity, Layout, as_slices, check_image, from_slices, layout_of, pad_reflect, padded_size
-from .core.fit import FitResult, Progress, drain, fit, problem_bytes, resolve_device, resolve_precision
+from .core.fit import (FitResult, Progress, drain, fit, parallel_groups, problem_bytes, resolve_device,
+                       resolve_precision)
 from .core.nets.factory import copy_problem
 from .core.stopping import DataFitStop, smoothed_loss
 from .core.task import TaskConfig, build_problem, make_config
@@ -87,7 +88,8 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
     as one at a time at the same precision; with ``precision='auto'`` the precision is chosen
     once for the run from a full batch: one of at least 128x128 pixels in all may switch to
     bf16); ``None`` picks it from the free memory and the slice size (see
-    :func:`auto_batch_size`). With ``warm_start`` the first slice is fitted alone with the
+    :func:`auto_batch_size`); on the CPU a batch is fitted as parallel groups, one per torch
+    thread (``config.fit.parallel``), so that small slices use every core. With ``warm_start`` the first slice is fitted alone with the
     configured rule; every later batch starts from the weights fitted to the last slice
     before it and each of its slices stops once its data fit (smoothed loss) reaches the first
     slice's at the iteration its rule chose (:class:`~napari_dip.core.stopping.DataFitStop`;
@@ -127,7 +129,8 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
     settings = replace(config.fit, precision="fp32" if amp is None else "bf16")
     records: list[dict] = []
     report = _report_header(config, dev, layout, intensity, (ph * factor, pw * factor))
-    report.update(batch_size=size, warm_start=bool(warm_start), precision=settings.precision)
+    report.update(batch_size=size, warm_start=bool(warm_start), precision=settings.precision,
+                  parallel=parallel_groups(settings.parallel, dev, size))
     start = time.perf_counter()
     cancelled = False
     torch = _torch()
@@ -191,7 +194,8 @@ def _data_fit(result: FitResult, g: int) -> float:
 
 def auto_batch_size(config: TaskConfig, channels: int, size: tuple[int, int], device) -> int:
     """How many slices to fit at once: as many as a quarter of the free device memory holds,
-    and on the CPU no more than fill 2**17 pixels (beyond that, batches stop paying off)."""
+    and on the CPU no more than fill 2**17 pixels (beyond that, batches stop paying off) or
+    one per torch thread (parallel groups, see :class:`~napari_dip.core.fit.FitSettings`)."""
     import psutil
     torch = _torch()
     make = lambda: config.network.build(channels, 1)  # noqa: E731
@@ -202,7 +206,7 @@ def auto_batch_size(config: TaskConfig, channels: int, size: tuple[int, int], de
         free = psutil.virtual_memory().available
     fits = max(1, int(free // 4 // need))
     if device.type == "cpu":
-        fits = min(fits, max(1, 2 ** 17 // (size[0] * size[1])))
+        fits = min(fits, max(torch.get_num_threads(), 2 ** 17 // (size[0] * size[1])))
     return fits
 
 
@@ -275,10 +279,10 @@ def _slice_record(index: int, g: int, result: FitResult, restored: np.ndarray, o
 def _restore(task: str, image, *, factor: int = 1, mask=None, preset=None, iterations=None, lr=None,
              stop="auto", ground_truth=None, seed=0, device="auto", channel_axis=None, precision=None,
              network=None, code=None, architecture=None, stopping=None, return_report=False,
-             callback=None, cancel=None, batch_size=None, warm_start=False):
+             callback=None, cancel=None, batch_size=None, warm_start=False, parallel=None):
     config = make_config(task, preset=preset, factor=factor, iterations=iterations, lr=lr, stop=stop,
                          seed=seed, precision=precision, network=network, code=code,
-                         architecture=architecture, stopping=stopping)
+                         architecture=architecture, stopping=stopping, parallel=parallel)
     if config.stop == "oracle" and ground_truth is None:
         raise ValueError("stop='oracle' needs ground_truth (it is for evaluation only)")
     gen = run(config, image, channel_axis=channel_axis, mask=mask, ground_truth=ground_truth,
@@ -298,7 +302,8 @@ _DOC_OPTIONS = """
     ``return_report`` (also return the fitting report), ``callback`` (called with every
     progress event), ``cancel`` (a callable polled between iterations), ``batch_size``
     (slices fitted at once; default automatic), ``warm_start`` (start each batch of slices
-    from the weights fitted to the slice before).
+    from the weights fitted to the slice before), ``parallel`` (groups of a batch fitted at
+    the same time, one thread each; default: one per torch thread on the CPU).
 
     Returns float32 in the input's intensity units; nD stacks are processed slice by slice
     over the axes before Y, X (and the channel axis).

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Generator, Sequence
 
@@ -39,6 +40,10 @@ class FitSettings:
     rules return (ramped up as min(ema, (1 + t) / (10 + t)), so the first outputs of a fit
     are soon forgotten); 0 returns the raw output. ``layout``: ``auto`` (channels-last with bfloat16, the default layout in fp32,
     where channels-last BatchNorm loses precision), ``channels_last`` or ``default``.
+    ``parallel``: how many groups of a batch are fitted at the same time, each in its own
+    thread with an equal share of the CPU's threads; 0 (automatic) is one group per CPU
+    thread on the CPU (small slices barely use a second core, their groups use them all) and
+    1 on GPUs. Each problem's result is the same as alone, whatever the grouping.
     """
 
     iterations: int = 3000
@@ -50,6 +55,7 @@ class FitSettings:
     metrics_every: int = 25
     precision: str = "auto"
     layout: str = "auto"
+    parallel: int = 0
 
     def validate(self) -> "FitSettings":
         if self.iterations < 1:
@@ -65,6 +71,8 @@ class FitSettings:
                              f"{', '.join(PRECISIONS)}")
         if self.layout not in LAYOUTS:
             raise ValueError(f"unknown layout {self.layout!r}; choose one of {', '.join(LAYOUTS)}")
+        if not isinstance(self.parallel, int) or self.parallel < 0:
+            raise ValueError(f"parallel must be a whole number >= 0 (0: automatic), got {self.parallel!r}")
         return self
 
 
@@ -194,17 +202,26 @@ class LayoutAdam:
             v.grad = None if p.grad is None else _contiguous_view(p.grad, like=p)
         self.optimizer.step()
 
-    def rows(self, params: Sequence[torch.Tensor], keep: torch.Tensor, n: int) -> "LayoutAdam":
-        """Adam for ``params``, the packed parameters of problems ``keep`` of the ``n`` packed
-        here, carrying their moments and step counts over."""
-        lr = self.optimizer.param_groups[0]["lr"]
-        new = LayoutAdam(params, lr, self.params[0].device)
-        for old, view in zip(self.views, new.views):
-            state = self.optimizer.state.get(old)
-            if state:
-                new.optimizer.state[view] = {
-                    k: v.clone() if v.ndim == 0 else v.unflatten(0, (n, -1))[keep].flatten(0, 1)
-                    for k, v in state.items()}
+    @classmethod
+    def gather(cls, params: Sequence[torch.Tensor], k: int, parts) -> "LayoutAdam":
+        """Adam for ``params`` packing ``k`` problems, carrying their moments and step counts
+        over from ``parts``: (optimiser, problems it packs, their rows there, their rows here)."""
+        first = parts[0][0]
+        new = cls(params, first.optimizer.param_groups[0]["lr"], params[0].device)
+        for i, view in enumerate(new.views):
+            old = first.optimizer.state.get(first.views[i])
+            if not old:
+                continue
+            state = {}
+            for key, value in old.items():
+                if value.ndim == 0:  # the step count, the same for every problem of a fit
+                    state[key] = value.clone()
+                    continue
+                state[key] = view.new_empty(view.shape)
+                for opt, n, src, dst in parts:
+                    moment = opt.optimizer.state[opt.views[i]][key]
+                    state[key].unflatten(0, (k, -1))[dst] = moment.unflatten(0, (n, -1))[src]
+            new.optimizer.state[view] = state
         return new
 
 
@@ -251,7 +268,7 @@ def _generators(seeds: Sequence[int], device: torch.device) -> list[torch.Genera
 
 @dataclass
 class _Active:
-    """What the loop fits: the problems not yet done, packed (``index``: their numbers)."""
+    """Problems fitted together: a packed network and their rows (``index``: their numbers)."""
 
     index: torch.Tensor  # (k,) long, positions among the problem's G
     net: nn.Module
@@ -261,7 +278,6 @@ class _Active:
     code: torch.Tensor
     y: torch.Tensor
     op: Callable[[torch.Tensor], torch.Tensor]
-    gt: torch.Tensor | None
     gens: list[torch.Generator]
 
     def __post_init__(self):
@@ -273,26 +289,92 @@ class _Active:
     def n(self) -> int:
         return len(self.index)
 
-    def rows(self, keep: torch.Tensor, make: Callable[[int], nn.Module], layout) -> "_Active":
-        """The same fit restricted to the problems ``keep`` (bool, one per active problem):
-        a smaller packed network with their weights, Adam moments and fallback weights."""
-        keep_at = keep.nonzero().flatten()
-        rows = keep_at.to(self.code.device)
+
+def _regroup(groups: list[_Active], index: torch.Tensor, parts: int, whole: _Active,
+             make: Callable[[int], nn.Module], layout) -> list[_Active]:
+    """The problems ``index`` (positions among the fit's G) split into ``parts`` groups of
+    near-equal size, each a packed network that carries its problems' weights, Adam moments
+    and fallback weights over from ``groups``; codes, observations, operator rows and noise
+    streams come from ``whole``, the fit's first group of all G problems."""
+    owner = {int(i): (g, k) for g in groups for k, i in enumerate(g.index.tolist())}
+    device = whole.code.device
+    new = []
+    for chunk in torch.tensor_split(index, parts):
+        k = len(chunk)
         with torch.device("meta"):  # no initialisation: every weight is loaded below
-            net = make(len(keep_at))
-        net = net.to_empty(device=self.code.device).to(memory_format=layout).train()
-        move_problems(self.net, self.n, net, [(int(s), t) for t, s in enumerate(keep_at)])
+            net = make(k)
+        net = net.to_empty(device=device).to(memory_format=layout).train()
         params = [p for p in net.parameters() if p.requires_grad]
-        good = [p.detach().clone() for p in params]
+        good = [torch.empty_like(p) for p in params]
+        sources = []  # (group, its rows, rows here)
+        for g in groups:
+            pairs = [(owner[i][1], t) for t, i in enumerate(chunk.tolist()) if owner[i][0] is g]
+            if pairs:
+                move_problems(g.net, g.n, net, pairs)
+                sources.append((g, torch.tensor([s for s, _ in pairs], device=device),
+                                torch.tensor([t for _, t in pairs], device=device)))
         with torch.no_grad():
-            for g, old in zip(_rows(good, len(keep_at)), _rows(self.good, self.n)):
-                g.copy_(old[rows])
-        return _Active(
-            index=self.index[keep_at], net=net, params=params,
-            opt=self.opt.rows(params, rows, self.n), good=good, code=self.code[rows], y=self.y[rows],
-            op=self.op.rows(rows) if hasattr(self.op, "rows") else self.op,
-            gt=None if self.gt is None else self.gt[rows],
-            gens=[self.gens[int(i)] for i in keep_at])
+            for g, src, dst in sources:
+                for mine, old in zip(_rows(good, k), _rows(g.good, g.n)):
+                    mine[dst] = old[src]
+        rows = chunk.to(device)
+        new.append(_Active(
+            index=chunk, net=net, params=params, good=good,
+            opt=LayoutAdam.gather(params, k, [(g.opt, g.n, src, dst) for g, src, dst in sources]),
+            code=whole.code[rows], y=whole.y[rows],
+            op=whole.op.rows(rows) if hasattr(whole.op, "rows") else whole.op,
+            gens=[whole.gens[i] for i in chunk.tolist()]))
+    return new
+
+
+def parallel_groups(setting: int, device: torch.device, n: int) -> int:
+    """How many groups of a batch of ``n`` problems to fit at the same time (see
+    :class:`FitSettings`, ``parallel``)."""
+    if setting:
+        return max(1, min(setting, n))
+    return max(1, min(torch.get_num_threads(), n)) if device.type == "cpu" else 1
+
+
+def _step(a: _Active, it: int, settings: FitSettings, autocast, prev_out, prev_loss):
+    """One iteration for the problems of ``a``: (outputs, losses, which ones jumped)."""
+    device = a.code.device
+    z = a.code
+    if settings.code_noise > 0:
+        noise = torch.stack([torch.randn(a.code.shape[1:], generator=g, device=device)
+                             for g in a.gens])
+        z = a.code + settings.code_noise * noise
+    a.opt.zero_grad()
+    with autocast():
+        out = a.net(z)
+    out = out.float()
+    per_problem = ((a.op(out) - a.y) ** 2).flatten(1).mean(1)
+    per_problem.sum().backward()
+    loss_now = per_problem.detach().cpu()
+    out = out.detach()
+    jumped = (torch.zeros(a.n, dtype=torch.bool) if prev_loss is None
+              else loss_now > settings.loss_jump * prev_loss)
+    if bool(jumped.any()):
+        # Per problem: the loss jumped, so go back to the last good weights (at most
+        # SNAPSHOT_EVERY iterations old), drop this gradient and repeat the last good
+        # output and loss. The optimiser still counts the step, so problems fitted in
+        # one batch follow the paths they follow alone.
+        keep = jumped.to(device)
+        with torch.no_grad():
+            for r, g in zip(_rows([p.detach() for p in a.params], a.n), _rows(a.good, a.n)):
+                r[keep] = g[keep]
+            for grad in _rows([p.grad for p in a.params], a.n):
+                grad[keep] = 0
+        out = torch.where(keep.view(-1, 1, 1, 1), prev_out, out)
+        loss_now = torch.where(jumped, prev_loss, loss_now)
+    elif it % SNAPSHOT_EVERY == 0:
+        with torch.no_grad():
+            torch._foreach_copy_(a.good, [p.detach() for p in a.params])
+    a.opt.step()
+    if hasattr(a.net, "dropout_off"):
+        # Networks with dropout are judged with it off (one more forward pass).
+        with torch.no_grad(), a.net.dropout_off(), autocast():
+            out = torch.where(jumped.to(device).view(-1, 1, 1, 1), out, a.net(z).float())
+    return out, loss_now, jumped
 
 
 def fit(problem: Problem, settings: FitSettings, rule, *, device: torch.device,
@@ -300,9 +382,10 @@ def fit(problem: Problem, settings: FitSettings, rule, *, device: torch.device,
     """Fit ``problem`` on ``device``; yield progress each iteration; return a FitResult.
 
     ``cancel`` is polled between iterations; when it returns True the loop ends and the
-    result holds what the stopping rule has so far (``cancelled=True``). Problems the rule
-    declares done stop being fitted (when ``problem.make_network`` is given): the rest go on
-    as a smaller batch, each exactly as it would alone. ``problem.network`` ends with every
+    result holds what the stopping rule has so far (``cancelled=True``). With
+    ``problem.make_network`` given, the problems are fitted in ``settings.parallel`` groups at
+    the same time, and problems the rule declares done stop being fitted: the rest go on in
+    smaller groups, each problem exactly as it would alone. ``problem.network`` ends with every
     problem's last weights.
     """
     settings.validate()
@@ -316,108 +399,98 @@ def fit(problem: Problem, settings: FitSettings, rule, *, device: torch.device,
     parameters = count_parameters(net, n)
     op = problem.operator.to(device) if hasattr(problem.operator, "to") else problem.operator
     params = [p for p in net.parameters() if p.requires_grad]
-    a = _Active(index=torch.arange(n), net=net, params=params,
-                opt=LayoutAdam(params, settings.lr, device), good=[p.detach().clone() for p in params],
-                code=problem.code.to(device), y=problem.observed.to(device), op=op, gt=gt,
-                gens=_generators(problem.seeds, device))
+    whole = _Active(index=torch.arange(n), net=net, params=params,
+                    opt=LayoutAdam(params, settings.lr, device), good=[p.detach().clone() for p in params],
+                    code=problem.code.to(device), y=problem.observed.to(device), op=op,
+                    gens=_generators(problem.seeds, device))
     autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp else contextlib.nullcontext
+    make = problem.make_network
+    parallel = parallel_groups(settings.parallel, device, n) if make is not None else 1
+    groups = [whole] if parallel == 1 else _regroup([whole], whole.index, parallel, whole, make, layout)
+    threads = torch.get_num_threads()
+    pool = None if parallel == 1 else ThreadPoolExecutor(
+        parallel, initializer=torch.set_num_threads, initargs=(max(1, threads // parallel),))
 
     losses, psnrs, ssims = [], [], []
     ema = out_all = loss_all = psnr_all = None
-    prev_loss = prev_out = None
     restarts = 0
     fitted = torch.zeros(n, dtype=torch.long)
     done = torch.zeros(n, dtype=torch.bool)
     start = time.perf_counter()
     it = 0
     cancelled = False
-    for it in range(1, settings.iterations + 1):
-        if cancel is not None and cancel():
-            cancelled = True
-            it -= 1
-            break
-        fitted[a.index] += 1
-        z = a.code
-        if settings.code_noise > 0:
-            noise = torch.stack([torch.randn(a.code.shape[1:], generator=g, device=device)
-                                 for g in a.gens])
-            z = a.code + settings.code_noise * noise
-        a.opt.zero_grad()
-        with autocast():
-            out = a.net(z)
-        out = out.float()
-        per_problem = ((a.op(out) - a.y) ** 2).flatten(1).mean(1)
-        per_problem.sum().backward()
-        loss_now = per_problem.detach().cpu()
-        out = out.detach()
-        jumped = (torch.zeros(a.n, dtype=torch.bool) if prev_loss is None
-                  else loss_now > settings.loss_jump * prev_loss)
-        if bool(jumped.any()):
-            # Per problem: the loss jumped, so go back to the last good weights (at most
-            # SNAPSHOT_EVERY iterations old), drop this gradient and repeat the last good
-            # output and loss. The optimiser still counts the step, so problems fitted in
-            # one batch follow the paths they follow alone.
-            restarts += int(jumped.sum())
-            keep = jumped.to(device)
-            with torch.no_grad():
-                for r, g in zip(_rows([p.detach() for p in a.params], a.n), _rows(a.good, a.n)):
-                    r[keep] = g[keep]
-                for grad in _rows([p.grad for p in a.params], a.n):
-                    grad[keep] = 0
-            out = torch.where(keep.view(-1, 1, 1, 1), prev_out, out)
-            loss_now = torch.where(jumped, prev_loss, loss_now)
-        elif it % SNAPSHOT_EVERY == 0:
-            with torch.no_grad():
-                torch._foreach_copy_(a.good, [p.detach() for p in a.params])
-        a.opt.step()
-        if hasattr(a.net, "dropout_off"):
-            # Networks with dropout are judged with it off (one more forward pass).
-            with torch.no_grad(), a.net.dropout_off(), autocast():
-                out = torch.where(jumped.to(device).view(-1, 1, 1, 1), out, a.net(z).float())
-        prev_loss, prev_out = loss_now, out
-        # The rule sees all G problems; finished ones keep their last values.
-        full = a.n == n
-        out_all = out if full else out_all.index_copy(0, a.at, out)
-        loss_all = loss_now if full else loss_all.index_copy(0, a.index, loss_now)
-        with torch.no_grad():
-            if settings.ema > 0:
-                # Ramped: early outputs (and a warm start's first ones) are forgotten quickly.
-                decay = min(settings.ema, (1 + it) / (10 + it))
-                if ema is None:
-                    ema = out.clone()
-                elif full:
-                    ema.mul_(decay).add_(out, alpha=1 - decay)
-                else:
-                    ema.index_copy_(0, a.at, ema[a.at].mul_(decay).add_(out, alpha=1 - decay))
-                candidate = ema
+    try:
+        for it in range(1, settings.iterations + 1):
+            if cancel is not None and cancel():
+                cancelled = True
+                it -= 1
+                break
+            full = groups[0].n == n
+            for g in groups:
+                fitted[g.index] += 1
+
+            def step(g: _Active):
+                first = out_all is None
+                return _step(g, it, settings, autocast,
+                             None if first else out_all if full else out_all[g.at],
+                             None if first else loss_all if full else loss_all[g.index])
+
+            steps = [step(groups[0])] if len(groups) == 1 else list(pool.map(step, groups))
+            restarts += sum(int(jumped.sum()) for _, _, jumped in steps)
+            # The rule sees all G problems; finished ones keep their last values.
+            if full:
+                out_all, loss_all = steps[0][0], steps[0][1]
             else:
-                candidate = out_all
-            if a.gt is not None:
-                p_now = psnr_fn(candidate if full else candidate[a.at], a.gt)
-                psnr_all = p_now if full else psnr_all.index_copy(0, a.at, p_now)
-            done |= rule.observe(it, out_all, candidate, psnr_all, loss_all)
-        reported = loss_all.tolist()
-        losses.append(reported)
-        event = Progress(it, settings.iterations, reported, done=done.tolist())
-        if psnr_all is not None:
-            event.psnr = psnr_all.cpu().tolist()
-            psnrs.append(event.psnr)
-            if settings.metrics_every and (it % settings.metrics_every == 0 or it == 1):
-                event.ssim = ssim_fn(candidate, gt).cpu().tolist()
-                ssims.append((it, event.ssim))
-        if settings.preview_every and it % settings.preview_every == 0:
-            event.preview = candidate.detach().float().cpu().numpy()
-        yield event
-        if bool(done.all()):
-            break
-        finished = done[a.index]
-        if problem.make_network is not None and bool(finished.any()):
-            if a.net is not problem.network:
-                _store(a, problem.network)
-            a = a.rows(~finished, problem.make_network, layout)
-            prev_loss, prev_out = prev_loss[~finished], prev_out[(~finished).to(device)]
-    if a.net is not problem.network:
-        _store(a, problem.network)
+                out_all = (steps[0][0].new_empty((n, *steps[0][0].shape[1:])) if out_all is None
+                           else out_all.clone())
+                loss_all = torch.empty(n) if loss_all is None else loss_all.clone()
+                for g, (out, loss_now, _) in zip(groups, steps):
+                    out_all[g.at], loss_all[g.index] = out, loss_now
+            at = torch.cat([g.at for g in groups])
+            with torch.no_grad():
+                if settings.ema > 0:
+                    # Ramped: early outputs (and a warm start's first ones) are forgotten quickly.
+                    decay = min(settings.ema, (1 + it) / (10 + it))
+                    if ema is None:
+                        ema = out_all.clone()
+                    elif full:
+                        ema.mul_(decay).add_(out_all, alpha=1 - decay)
+                    else:
+                        ema.index_copy_(0, at, ema[at].mul_(decay).add_(out_all[at], alpha=1 - decay))
+                    candidate = ema
+                else:
+                    candidate = out_all
+                if gt is not None:
+                    p_now = psnr_fn(candidate if full else candidate[at], gt if full else gt[at])
+                    if not full:
+                        before = p_now.new_empty(n) if psnr_all is None else psnr_all
+                        p_now = before.index_copy(0, at, p_now)
+                    psnr_all = p_now
+                done |= rule.observe(it, out_all, candidate, psnr_all, loss_all)
+            reported = loss_all.tolist()
+            losses.append(reported)
+            event = Progress(it, settings.iterations, reported, done=done.tolist())
+            if psnr_all is not None:
+                event.psnr = psnr_all.cpu().tolist()
+                psnrs.append(event.psnr)
+                if settings.metrics_every and (it % settings.metrics_every == 0 or it == 1):
+                    event.ssim = ssim_fn(candidate, gt).cpu().tolist()
+                    ssims.append((it, event.ssim))
+            if settings.preview_every and it % settings.preview_every == 0:
+                event.preview = candidate.detach().float().cpu().numpy()
+            yield event
+            if bool(done.all()):
+                break
+            left = torch.cat([g.index for g in groups])
+            if make is not None and bool(done[left].any()):
+                _store_all(groups, net)
+                left = left[~done[left]].sort().values
+                groups = _regroup(groups, left, min(parallel, len(left)), whole, make, layout)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+            torch.set_num_threads(threads)  # the pool's threads set the process-wide default
+    _store_all(groups, net)
     output, stop_iterations = rule.result()
     if output is None:  # cancelled before the first iteration
         with torch.no_grad(), autocast():
@@ -438,9 +511,11 @@ def fit(problem: Problem, settings: FitSettings, rule, *, device: torch.device,
     )
 
 
-def _store(active: _Active, network: nn.Module) -> None:
-    """Write the active problems' weights into their places in the full packed ``network``."""
-    move_problems(active.net, active.n, network, [(k, int(i)) for k, i in enumerate(active.index)])
+def _store_all(groups: list[_Active], network: nn.Module) -> None:
+    """Write every group's weights into their problems' places in the fit's ``network``."""
+    for g in groups:
+        if g.net is not network:
+            move_problems(g.net, g.n, network, [(k, int(i)) for k, i in enumerate(g.index)])
 
 
 def drain(gen: Generator[Progress, None, FitResult],

@@ -38,7 +38,7 @@ def make_config(task: str, *, preset: str | None = None, factor: int = 1,
                 iterations: int | None = None, lr: float | None = None,
                 code_noise: float | None = None, ema: float | None = None,
                 stop: str = "auto", seed: int = 0, precision: str | None = None,
-                preview_every: int | None = None, network: dict | Any | None = None,
+                preview_every: int | None = None, parallel: int | None = None, network: dict | Any | None = None,
                 code: str | None = None, architecture: str | None = None,
                 stopping: dict | StopSettings | None = None) -> TaskConfig:
     """Resolve a preset and the caller's overrides into a validated :class:`TaskConfig`.
@@ -59,7 +59,8 @@ def make_config(task: str, *, preset: str | None = None, factor: int = 1,
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     p = get_preset(task, preset, factor=factor, architecture=architecture or "skip")
     overrides = {k: v for k, v in dict(iterations=iterations, lr=lr, code_noise=code_noise, ema=ema,
-                                       precision=precision, preview_every=preview_every).items()
+                                       precision=precision, preview_every=preview_every,
+                                       parallel=parallel).items()
                  if v is not None}
     fit = replace(p.fit, **overrides).validate()
     net = p.network
