@@ -89,10 +89,10 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
     once for the run from a full batch: one of at least 128x128 pixels in all may switch to
     bf16); ``None`` picks it from the free memory and the slice size (see
     :func:`auto_batch_size`); on the CPU a batch is fitted as parallel groups, one per torch
-    thread (``config.fit.parallel``), so that small slices use every core. With ``warm_start`` the first slice is fitted alone with the
-    configured rule; every later batch starts from the weights fitted to the last slice
-    before it and each of its slices stops once its data fit (smoothed loss) reaches the first
-    slice's at the iteration its rule chose (:class:`~napari_dip.core.stopping.DataFitStop`;
+    thread (``config.fit.parallel``), so that it uses every core. With ``warm_start`` the
+    first slice is fitted alone with the configured rule; every later batch starts from the
+    weights fitted to the last slice before it and each of its slices stops once its data fit
+    (smoothed loss) reaches the first slice's at the iteration its rule chose (:class:`~napari_dip.core.stopping.DataFitStop`;
     with ``stop='oracle'`` warm slices keep the oracle).
     """
     image = check_image(image, "image", channel_axis)
