@@ -96,6 +96,27 @@ def test_parallel_groups_run_at_once_on_their_share_of_the_threads(monkeypatch):
     assert len({t for t, _, _ in seen}) == 2 and {(k, n) for _, k, n in seen} == {(1, 2)}
 
 
+def test_a_stopped_parallel_fit_returns_its_result_and_leaves_no_threads_behind():
+    import threading
+    config = make_config("denoise", network=TINY, iterations=50, stop="fixed", precision="fp32")
+    _, noisy = _stack(4)
+    problem = build_problem(config, torch.from_numpy(noisy[:, None]), seeds=[1, 2, 3, 4])
+    before = threading.active_count()
+    calls = []
+    gen = fit(problem, replace(config.fit, parallel=2), config.stop_rule(4), device=CPU,
+              cancel=lambda: calls.append(1) or len(calls) > 5)
+    result = drain(gen)
+    assert result.cancelled and result.iterations == 5 and result.output.shape == (4, 1, 16, 16)
+    assert result.fitted_iterations == [5] * 4 and np.isfinite(result.output).all()
+    assert threading.active_count() == before
+    # closing the generator mid-fit (a napari worker that is quit) shuts the pool down too
+    gen = fit(problem, replace(config.fit, parallel=2), config.stop_rule(4), device=CPU)
+    next(gen)
+    assert threading.active_count() > before
+    gen.close()
+    assert threading.active_count() == before
+
+
 def test_a_loss_jump_restarts_only_its_own_problem():
     config = make_config("denoise", network=TINY, iterations=12, stop="fixed", precision="fp32")
     _, noisy = _stack(2)
