@@ -407,6 +407,7 @@ def fit(problem: Problem, settings: FitSettings, rule, *, device: torch.device,
     make = problem.make_network
     parallel = parallel_groups(settings.parallel, device, n) if make is not None else 1
     groups = [whole] if parallel == 1 else _regroup([whole], whole.index, parallel, whole, make, layout)
+    left, at = whole.index, whole.at  # the problems being fitted (on the host, on the device)
     threads = torch.get_num_threads()
     pool = None if parallel == 1 else ThreadPoolExecutor(
         parallel, initializer=torch.set_num_threads, initargs=(max(1, threads // parallel),))
@@ -446,7 +447,6 @@ def fit(problem: Problem, settings: FitSettings, rule, *, device: torch.device,
                 loss_all = torch.empty(n) if loss_all is None else loss_all.clone()
                 for g, (out, loss_now, _) in zip(groups, steps):
                     out_all[g.at], loss_all[g.index] = out, loss_now
-            at = torch.cat([g.at for g in groups])
             with torch.no_grad():
                 if settings.ema > 0:
                     # Ramped: early outputs (and a warm start's first ones) are forgotten quickly.
@@ -481,11 +481,11 @@ def fit(problem: Problem, settings: FitSettings, rule, *, device: torch.device,
             yield event
             if bool(done.all()):
                 break
-            left = torch.cat([g.index for g in groups])
             if make is not None and bool(done[left].any()):
                 _store_all(groups, net)
-                left = left[~done[left]].sort().values
+                left = left[~done[left]]
                 groups = _regroup(groups, left, min(parallel, len(left)), whole, make, layout)
+                at = left.to(at.device)
     finally:
         if pool is not None:
             pool.shutdown()
