@@ -201,7 +201,8 @@ def batch_bounds(size: int, slices: int, rounds: int, iterations: int = 12) -> d
                 net = FAST_NET.build(1, groups).to(memory_format=torch.channels_last if amp else torch.contiguous_format)
                 model = net if groups == n else _SharedNetwork(net)
                 side = FAST_NET.padded_size(size, size)[0]  # what api.run fits
-                code = torch.rand(n, FAST_NET.code_channels, side, side)
+                # a stack's slices share one code (entering a batch of networks once)
+                code = torch.rand(n // groups, FAST_NET.code_channels, side, side)
                 target = torch.rand(n, 1, side, side)
                 opt = LayoutAdam(list(net.parameters()), 0.01, cpu)
                 stamps = []

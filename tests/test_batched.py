@@ -9,7 +9,7 @@ from napari_dip import api
 from napari_dip.api import SliceDone, SliceProgress, auto_batch_size, run
 from napari_dip.core import fit as fit_module
 from napari_dip.core.fit import drain, fit, parallel_groups, problem_bytes
-from napari_dip.core.nets import SkipConfig, build_network
+from napari_dip.core.nets import SkipConfig, SkipNet, build_network
 from napari_dip.core.nets.factory import copy_problem
 from napari_dip.core.operators import Identity, Mask
 from napari_dip.core.stopping import DataFitStop, smoothed_loss
@@ -59,6 +59,25 @@ def test_batched_fit_equals_sequential_fits_per_problem(parallel):
     for i, single in enumerate(alone):
         np.testing.assert_allclose(together.output[i], single.output[0], atol=2e-5)
         np.testing.assert_allclose(together.loss_curve[:, i], single.loss_curve[:, 0], rtol=1e-4)
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_the_slices_of_a_stack_share_their_code_and_each_fits_as_alone(parallel, monkeypatch):
+    # api.run gives every slice of a stack the same seed, hence one code and one noise stream
+    config = make_config("denoise", network=TINY, iterations=20, stop="fixed", precision="fp32")
+    _, noisy = _stack(3)
+    seen = []  # (problems in the network, codes it was given)
+    real = SkipNet.forward
+    monkeypatch.setattr(SkipNet, "forward", lambda net, code: seen.append((net.groups, len(code))) or real(net, code))
+    together = _fit(config, noisy[:, None], [7, 7, 7], parallel=parallel)
+    assert max(groups for groups, _ in seen) > 1 and {codes for _, codes in seen} == {1}
+    alone = [_fit(config, noisy[i:i + 1, None], [7]) for i in range(3)]
+    for i, single in enumerate(alone):
+        np.testing.assert_allclose(together.output[i], single.output[0], atol=2e-5)
+        np.testing.assert_allclose(together.loss_curve[:, i], single.loss_curve[:, 0], rtol=1e-4)
+    seen.clear()
+    _fit(config, noisy[:, None], [7, 7, 8], parallel=parallel)  # other seeds: a code each
+    assert all(codes == groups for groups, codes in seen)
 
 
 def test_parallel_groups_follow_the_setting_and_the_threads(monkeypatch):

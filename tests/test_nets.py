@@ -1,9 +1,12 @@
 """The skip network: parameter counts, shapes, knobs, packing of independent problems."""
+import numpy as np
 import pytest
 import torch
 
 from napari_dip.core.nets import SkipConfig, SkipNet, build_network, count_parameters
 from napari_dip.core.nets.blocks import ACTIVATIONS, DOWNSAMPLERS, PADDINGS, UPSAMPLERS
+from napari_dip.core.nets.decoder import DecoderConfig
+from napari_dip.core.nets.resunet import ResUNetConfig
 
 SMALL = SkipConfig(channels_down=(4, 8), channels_up=(4, 8), channels_skip=(2, 2), code_channels=3)
 
@@ -96,3 +99,19 @@ def test_seeded_construction_is_thread_safe():
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(weights, [5] * 16))
     assert all(torch.equal(r, expected) for r in results)
+
+
+@pytest.mark.parametrize("make", [
+    lambda g: SkipNet(SMALL, 1, g),
+    lambda g: ResUNetConfig(channels=(4, 8), code_channels=3).build(1, g),
+    lambda g: DecoderConfig(channels=6, blocks=2, scale=4).build(1, g),
+])
+def test_a_code_shared_by_every_problem_enters_once_and_gives_what_copies_give(make):
+    torch.manual_seed(0)
+    net = make(3).eval()
+    assert net.shares_code
+    code = torch.rand(1, *net.cfg.code_shape(16, 16))
+    with torch.no_grad():
+        np.testing.assert_allclose(net(code).numpy(), net(code.expand(3, -1, -1, -1)).numpy(), atol=1e-6)
+    # a residual U-Net whose first shortcut is the identity adds the code itself: no sharing
+    assert not ResUNetConfig(channels=(3, 8), code_channels=3).build(1, 2).shares_code

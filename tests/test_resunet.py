@@ -120,3 +120,7 @@ def test_dropout_masks_come_from_the_seed_so_fits_repeat_and_batch_like_alone():
     for i, seed in enumerate([1, 2, 3]):
         np.testing.assert_allclose(first[i], _fit_resunet(observed[i:i + 1], [seed])[0], atol=2e-5)
     assert not np.allclose(first[0], _fit_resunet(observed[:1], [7])[0], atol=1e-3)  # other seed, other fit
+    # one seed for all (a stack): one code and noise stream, each problem's masks still its own
+    shared = _fit_resunet(observed, [5, 5, 5])
+    for i in range(3):
+        np.testing.assert_allclose(shared[i], _fit_resunet(observed[i:i + 1], [5])[0], atol=2e-5)

@@ -279,6 +279,7 @@ class _Active:
     y: torch.Tensor
     op: Callable[[torch.Tensor], torch.Tensor]
     gens: list[torch.Generator]
+    shared: bool = False  # one code and noise stream for all: the code enters the network once
 
     def __post_init__(self):
         self.at = self.index.to(self.code.device)  # the same positions, on the device
@@ -323,7 +324,7 @@ def _regroup(groups: list[_Active], index: torch.Tensor, parts: int, whole: _Act
             opt=LayoutAdam.gather(params, k, [(g.opt, g.n, src, dst) for g, src, dst in sources]),
             code=whole.code[rows], y=whole.y[rows],
             op=whole.op.rows(rows) if hasattr(whole.op, "rows") else whole.op,
-            gens=[whole.gens[i] for i in chunk.tolist()]))
+            gens=[whole.gens[i] for i in chunk.tolist()], shared=whole.shared))
     return new
 
 
@@ -338,11 +339,15 @@ def parallel_groups(setting: int, device: torch.device, n: int) -> int:
 def _step(a: _Active, it: int, settings: FitSettings, autocast, prev_out, prev_loss):
     """One iteration for the problems of ``a``: (outputs, losses, which ones jumped)."""
     device = a.code.device
-    z = a.code
+    z = a.code[:1] if a.shared else a.code
     if settings.code_noise > 0:
         noise = torch.stack([torch.randn(a.code.shape[1:], generator=g, device=device)
-                             for g in a.gens])
-        z = a.code + settings.code_noise * noise
+                             for g in (a.gens[:1] if a.shared else a.gens)])
+        z = z + settings.code_noise * noise
+        if a.shared:  # the other streams follow the one drawn from (dropout draws from each)
+            state = a.gens[0].get_state()
+            for g in a.gens[1:]:
+                g.set_state(state)
     a.opt.zero_grad()
     with autocast():
         out = a.net(z)
@@ -399,10 +404,13 @@ def fit(problem: Problem, settings: FitSettings, rule, *, device: torch.device,
     parameters = count_parameters(net, n)
     op = problem.operator.to(device) if hasattr(problem.operator, "to") else problem.operator
     params = [p for p in net.parameters() if p.requires_grad]
+    # The slices of a stack share their seed, hence their code and its noise.
+    shared = (n > 1 and getattr(net, "shares_code", False) and len(set(problem.seeds)) == 1
+              and bool((problem.code == problem.code[:1]).all()))
     whole = _Active(index=torch.arange(n), net=net, params=params,
                     opt=LayoutAdam(params, settings.lr, device), good=[p.detach().clone() for p in params],
                     code=problem.code.to(device), y=problem.observed.to(device), op=op,
-                    gens=_generators(problem.seeds, device))
+                    gens=_generators(problem.seeds, device), shared=shared)
     autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp else contextlib.nullcontext
     make = problem.make_network
     parallel = parallel_groups(settings.parallel, device, n) if make is not None else 1

@@ -3,7 +3,9 @@
 Every network here fits ``G`` independent problems at once. Tensors travel as
 ``(1, G * C, H, W)`` with the channels of problem ``g`` stored contiguously, and every
 convolution is grouped by ``G``; normalisation statistics are per channel, hence per
-problem. With ``G = 1`` the blocks are ordinary layers.
+problem. With ``G = 1`` the blocks are ordinary layers. A code shared by all ``G``
+problems may enter as ``(1, C, H, W)`` where a network's first layers are convolutions
+(``shares_code``): they take it once (:class:`GroupConv2d`).
 """
 from __future__ import annotations
 
@@ -73,6 +75,17 @@ class _DenseGrad(torch.autograd.Function):
         return grad.contiguous(memory_format=ctx.layout)
 
 
+class GroupConv2d(nn.Conv2d):
+    """A grouped convolution that also takes one input shared by every group (a stack's
+    slices share their code): then it is a dense convolution with every group's filters,
+    the grouped result on copies of the input, without the copies."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.groups > 1 and x.shape[1] == self.in_channels // self.groups:
+            return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+        return super().forward(x)
+
+
 class Conv(nn.Sequential):
     """Padding + grouped convolution; ``downsample`` adds stride 2 or a 2x2 pool."""
 
@@ -86,8 +99,8 @@ class Conv(nn.Sequential):
             elif pad != "zero":
                 raise ValueError(f"unknown padding {pad!r}; choose one of {', '.join(PADDINGS)}")
         stride = 2 if downsample == "stride" else 1
-        layers.append(nn.Conv2d(groups * c_in, groups * c_out, kernel, stride=stride,
-                                padding=p if pad == "zero" else 0, bias=bias, groups=groups))
+        layers.append(GroupConv2d(groups * c_in, groups * c_out, kernel, stride=stride,
+                                  padding=p if pad == "zero" else 0, bias=bias, groups=groups))
         if downsample == "max":
             layers.append(nn.MaxPool2d(2))
         elif downsample == "avg":

@@ -87,7 +87,8 @@ class DecoderConfig:
 
 
 class DeepDecoder(nn.Module):
-    """Maps codes (G, k, h0, w0) to images (G, out_channels, s * h0, s * w0); G decoders at once."""
+    """Maps codes (G, k, h0, w0), or one (1, ...) for all, to images (G, out_channels, s * h0,
+    s * w0); G decoders at once."""
 
     def __init__(self, cfg: DecoderConfig, out_channels: int, groups: int = 1):
         super().__init__()
@@ -98,6 +99,7 @@ class DeepDecoder(nn.Module):
         self.convs = nn.ModuleList(Conv(a, b, 1, groups=groups, bias=False) for a, b in zip(ins, widths))
         self.norms = nn.ModuleList(norm(b, groups) for b in widths)
         self.head = Conv(widths[-1], out_channels, 1, groups=groups, bias=False)
+        self.shares_code = True  # the code only enters a convolution (see .blocks)
 
     def forward(self, code: torch.Tensor) -> torch.Tensor:
         x = pack(code)

@@ -78,7 +78,8 @@ class _ResBlock(nn.Module):
 
 
 class ResUNet(nn.Module):
-    """Maps a code (G, code_channels, H, W) to images (G, out_channels, H, W).
+    """Maps a code (G, code_channels, H, W), or one (1, ...) for all G if ``shares_code``, to
+    images (G, out_channels, H, W).
 
     H and W must be multiples of ``cfg.size_multiple``. Dropout is active in training mode;
     :meth:`dropout_off` evaluates without it while BatchNorm keeps per-image statistics.
@@ -97,6 +98,8 @@ class ResUNet(nn.Module):
             [_ResBlock(ch[i + 1] + ch[i], ch[i], cfg, groups) for i in range(len(ch) - 1)])
         self.drop = GroupDropout(cfg.dropout, groups)
         self.head = Conv(ch[0], out_channels, 1, groups=groups)
+        # the code only enters convolutions (see .blocks), unless the first shortcut is the identity
+        self.shares_code = cfg.code_channels != ch[0]
 
     def draw_from(self, generators: list) -> None:
         """Draw each problem's dropout masks from its generator (one per packed problem)."""

@@ -97,7 +97,7 @@ class _Level(nn.Module):
 
 
 class SkipNet(nn.Module):
-    """Maps a code (G, code_channels, H, W) to images (G, out_channels, H, W).
+    """Maps a code (G, code_channels, H, W), or one (1, ...) for all G, to images (G, out_channels, H, W).
 
     H and W must be multiples of ``2 ** cfg.scales``; ``groups`` independent networks are
     evaluated at once (see :mod:`.blocks`).
@@ -110,6 +110,7 @@ class SkipNet(nn.Module):
         self.body = _Level(0, cfg.code_channels, cfg, groups)
         self.head = Conv(cfg.channels_up[0], out_channels, 1, groups=groups, pad=cfg.pad)
         self.sigmoid = cfg.sigmoid
+        self.shares_code = True  # the code only enters convolutions (see .blocks)
 
     def forward(self, code: torch.Tensor) -> torch.Tensor:
         y = self.head(self.body(pack(code)))
