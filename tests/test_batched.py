@@ -68,7 +68,12 @@ def test_the_slices_of_a_stack_share_their_code_and_each_fits_as_alone(parallel,
     _, noisy = _stack(3)
     seen = []  # (problems in the network, codes it was given)
     real = SkipNet.forward
-    monkeypatch.setattr(SkipNet, "forward", lambda net, code: seen.append((net.groups, len(code))) or real(net, code))
+
+    def forward(net, code):
+        seen.append((net.groups, len(code)))
+        return real(net, code)
+
+    monkeypatch.setattr(SkipNet, "forward", forward)
     together = _fit(config, noisy[:, None], [7, 7, 7], parallel=parallel)
     assert max(groups for groups, _ in seen) > 1 and {codes for _, codes in seen} == {1}
     alone = [_fit(config, noisy[i:i + 1, None], [7]) for i in range(3)]

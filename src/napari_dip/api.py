@@ -92,8 +92,9 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
     thread (``config.fit.parallel``), so that it uses every core. With ``warm_start`` the
     first slice is fitted alone with the configured rule; every later batch starts from the
     weights fitted to the last slice before it and each of its slices stops once its data fit
-    (smoothed loss) reaches the first slice's at the iteration its rule chose (:class:`~napari_dip.core.stopping.DataFitStop`;
-    with ``stop='oracle'`` warm slices keep the oracle).
+    (smoothed loss) reaches the first slice's at the iteration its rule chose
+    (:class:`~napari_dip.core.stopping.DataFitStop`; with ``stop='oracle'`` warm slices keep
+    the oracle).
     """
     image = check_image(image, "image", channel_axis)
     layout = layout_of(image, channel_axis)

@@ -339,15 +339,13 @@ def parallel_groups(setting: int, device: torch.device, n: int) -> int:
 def _step(a: _Active, it: int, settings: FitSettings, autocast, prev_out, prev_loss):
     """One iteration for the problems of ``a``: (outputs, losses, which ones jumped)."""
     device = a.code.device
-    z = a.code[:1] if a.shared else a.code
+    # Problems sharing their code take it once, with noise drawn from the first stream.
+    z, streams = (a.code[:1], a.gens[:1]) if a.shared else (a.code, a.gens)
     if settings.code_noise > 0:
-        noise = torch.stack([torch.randn(a.code.shape[1:], generator=g, device=device)
-                             for g in (a.gens[:1] if a.shared else a.gens)])
+        noise = torch.stack([torch.randn(a.code.shape[1:], generator=g, device=device) for g in streams])
         z = z + settings.code_noise * noise
-        if a.shared:  # the other streams follow the one drawn from (dropout draws from each)
-            state = a.gens[0].get_state()
-            for g in a.gens[1:]:
-                g.set_state(state)
+        for g in a.gens[len(streams):]:  # the other streams follow it (dropout draws from each)
+            g.set_state(a.gens[0].get_state())
     a.opt.zero_grad()
     with autocast():
         out = a.net(z)
