@@ -96,10 +96,10 @@ def stack_case(name: str, n: int, size: int, iterations: int, stop: str, precisi
                           warm_start=warm_start))
     seconds = clock() - t
     records = report["slices"]
-    fits, at = [], 0  # (slices fitted together, iterations each was fitted), in order
+    fits, at = [], 0  # (slices fitted together, their precision, iterations each was fitted), in order
     while at < len(records):
         batch = records[at]["batch"]
-        fits.append((batch, [r["fitted_iterations"] for r in records[at:at + batch]]))
+        fits.append((batch, records[at]["precision"], [r["fitted_iterations"] for r in records[at:at + batch]]))
         at += batch
     return {"name": name, "seconds": seconds, "slices_per_minute": 60 * n / seconds,
             "psnr": float(np.mean([s["psnr"] for s in records])),
@@ -152,22 +152,22 @@ def iteration_costs(size: int, shapes: list[tuple[int, str]], rounds: int, itera
     return costs
 
 
-def batch_segments(fits: list) -> list[tuple[int, int]]:
-    """(slices still being fitted, iterations) of each stretch of a row's fits: a finished
-    slice leaves its batch, so a batch shrinks as its slices stop."""
+def batch_segments(fits: list) -> list[tuple[int, str, int]]:
+    """(slices still being fitted, precision, iterations) of each stretch of a row's fits: a
+    finished slice leaves its batch, so a batch shrinks as its slices stop."""
     segments = []
-    for batch, fitted in fits:
+    for batch, precision, fitted in fits:
         done = 0
         for k, until in enumerate(sorted(fitted)):
             if until > done:
-                segments.append((batch - k, until - done))
+                segments.append((batch - k, precision, until - done))
             done = until
     return segments
 
 
 def modelled_seconds(row: dict, costs: dict) -> float:
     """A (b) row's CPU seconds from its fits' iteration counts and the interleaved costs."""
-    return sum(its * costs[(active, row["precision"])] for active, its in batch_segments(row["fits"]))
+    return sum(its * costs[(active, precision)] for active, precision, its in batch_segments(row["fits"]))
 
 
 class _SharedNetwork(torch.nn.Module):
@@ -445,7 +445,7 @@ def main() -> None:
             for name, batch, warm in (("one cold slice at a time", 1, False), ("warm-started and batched", n, True)):
                 b.append(stack_case(name, args.long_slices, s, its, stop, "auto", batch, warm, "isbi"))
                 print("b", b[-1], flush=True)
-        shapes = sorted({(active, r["precision"]) for r in b for active, _ in batch_segments(r["fits"])})
+        shapes = sorted({(active, precision) for r in b for active, precision, _ in batch_segments(r["fits"])})
         costs = iteration_costs(s, shapes, args.repeats)
         for r in b:
             r["modelled_seconds"] = modelled_seconds(r, costs)

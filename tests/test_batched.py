@@ -272,9 +272,10 @@ def test_denoise_passes_batch_options_through():
     assert report["batch_size"] == 3 and report["parallel"] == 2
 
 
-def test_one_precision_for_every_fit_of_a_run(monkeypatch):
-    """With precision 'auto' the run's full batch decides, so a warm start's first slice and a
-    last, smaller batch are fitted like the full batches."""
+def test_automatic_precision_is_chosen_per_fit(monkeypatch):
+    """With precision 'auto' each fit gets the precision that pays for its size: a warm
+    start's first slice and a last, smaller batch of 64 x 64 slices run in fp32, full batches
+    in bf16; the report says which for every slice."""
     import napari_dip.core.fit as core_fit
     monkeypatch.setattr(core_fit, "cpu_has_fast_bf16", lambda: True)
     seen = []
@@ -288,10 +289,16 @@ def test_one_precision_for_every_fit_of_a_run(monkeypatch):
     _, noisy = _stack(6, size=64)
     config = make_config("denoise", network=TINY, iterations=2, stop="fixed")
     _, report = drain(run(config, noisy, device="cpu", batch_size=4, warm_start=True))
-    assert report["precision"] == "bf16" and seen == [(1, "bf16"), (4, "bf16"), (1, "bf16")]
+    assert seen == [(1, "fp32"), (4, "bf16"), (1, "fp32")]
+    assert report["precision"] == "bf16"  # that of a full batch
+    assert [r["precision"] for r in report["slices"]] == ["fp32"] + ["bf16"] * 4 + ["fp32"]
     seen.clear()
     _, report = drain(run(config, noisy, device="cpu", batch_size=1))
     assert report["precision"] == "fp32" and {p for _, p in seen} == {"fp32"}  # 64 x 64 alone: fp32
+    seen.clear()
+    forced = make_config("denoise", network=TINY, iterations=2, stop="fixed", precision="bf16")
+    drain(run(forced, noisy, device="cpu", batch_size=4, warm_start=True))
+    assert {p for _, p in seen} == {"bf16"}  # a forced precision holds for every fit
 
 
 def _data_fit_run(config, observed, seeds, target, parallel=1):

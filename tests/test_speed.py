@@ -135,7 +135,8 @@ def test_benchmark_prices_a_shrinking_batch_at_the_cost_of_each_size():
                                                   Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py")
     speed = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(speed)
-    fits = [(1, [500]), (3, [200, 300, 200])]  # one cold slice, then a batch whose slices stop
-    assert speed.batch_segments(fits) == [(1, 500), (3, 200), (1, 100)]
-    costs = {(1, "bf16"): 1.0, (3, "bf16"): 2.0}
-    assert speed.modelled_seconds({"fits": fits, "precision": "bf16"}, costs) == 500 + 400 + 100
+    # one cold slice in fp32, then a batch in bf16 whose slices stop one by one
+    fits = [(1, "fp32", [500]), (3, "bf16", [200, 300, 200])]
+    assert speed.batch_segments(fits) == [(1, "fp32", 500), (3, "bf16", 200), (1, "bf16", 100)]
+    costs = {(1, "fp32"): 1.0, (3, "bf16"): 2.0, (1, "bf16"): 1.5}
+    assert speed.modelled_seconds({"fits": fits}, costs) == 500 + 400 + 150

@@ -13,8 +13,8 @@ import numpy as np
 
 from . import __version__
 from .arrays import Intensity, Layout, as_slices, check_image, from_slices, layout_of, pad_reflect, padded_size
-from .core.fit import (FitResult, Progress, drain, fit, parallel_groups, problem_bytes, resolve_device,
-                       resolve_precision)
+from .core.fit import (FitResult, FitSettings, Progress, drain, fit, parallel_groups, problem_bytes,
+                       resolve_device, resolve_precision)
 from .core.nets.factory import copy_problem
 from .core.stopping import DataFitStop, smoothed_loss
 from .core.task import TaskConfig, build_problem, make_config
@@ -85,16 +85,16 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
     input (denoising, inpainting) or left at 0 (super-resolution). The input is never modified.
 
     ``batch_size`` slices are fitted at once as independent networks (the same result per slice
-    as one at a time at the same precision; with ``precision='auto'`` the precision is chosen
-    once for the run from a full batch: one of at least 128x128 pixels in all may switch to
-    bf16); ``None`` picks it from the free memory and the slice size (see
-    :func:`auto_batch_size`); on the CPU a batch is fitted as parallel groups, one per torch
-    thread (``config.fit.parallel``), so that it uses every core. With ``warm_start`` the
-    first slice is fitted alone with the configured rule; every later batch starts from the
-    weights fitted to the last slice before it and each of its slices stops once its data fit
-    (smoothed loss) reaches the first slice's at the iteration its rule chose
-    (:class:`~napari_dip.core.stopping.DataFitStop`; with ``stop='oracle'`` warm slices keep
-    the oracle).
+    as one at a time at the same precision; with ``precision='auto'`` each fit's precision is
+    chosen by its size: a batch of at least 128x128 pixels in all may run in bf16 where a
+    single slice runs in fp32; the report gives it per slice); ``None`` picks it from the free
+    memory and the slice size (see :func:`auto_batch_size`); on the CPU a batch is fitted as
+    parallel groups, one per torch thread (``config.fit.parallel``), so that it uses every
+    core. With ``warm_start`` the first slice is fitted alone with the configured rule; every
+    later batch starts from the weights fitted to the last slice before it and each of its
+    slices stops once its data fit (smoothed loss) reaches the first slice's at the iteration
+    its rule chose (:class:`~napari_dip.core.stopping.DataFitStop`; with ``stop='oracle'``
+    warm slices keep the oracle).
     """
     image = check_image(image, "image", channel_axis)
     layout = layout_of(image, channel_axis)
@@ -124,14 +124,17 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
     ph, pw = padded_size(config.network, h, w, factor)
     size = batch_size or auto_batch_size(config, layout.channels, (ph * factor, pw * factor), dev)
     size = max(1, min(size, len(todo)))
-    # One precision for every fit of the run (the batch's), so that the first slice of a
-    # warm-started run and a last, smaller batch are fitted like the others.
-    amp = resolve_precision(config.fit.precision, dev, pixels=size * ph * pw * factor ** 2)
-    settings = replace(config.fit, precision="fp32" if amp is None else "bf16")
+
+    def settings_for(n: int) -> FitSettings:
+        # 'auto' is resolved per fit, by its pixels: a warm start's first slice or a last,
+        # smaller batch too small for bf16 to pay runs in fp32 (weights stay fp32 throughout).
+        amp = resolve_precision(config.fit.precision, dev, pixels=n * ph * pw * factor ** 2)
+        return replace(config.fit, precision="fp32" if amp is None else "bf16")
+
     records: list[dict] = []
     report = _report_header(config, dev, layout, intensity, (ph * factor, pw * factor))
-    report.update(batch_size=size, warm_start=bool(warm_start), precision=settings.precision,
-                  parallel=parallel_groups(settings.parallel, dev, size))
+    report.update(batch_size=size, warm_start=bool(warm_start), precision=settings_for(size).precision,
+                  parallel=parallel_groups(config.fit.parallel, dev, size))
     start = time.perf_counter()
     cancelled = False
     torch = _torch()
@@ -149,6 +152,7 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
         if warm:
             copy_problem(previous[0], previous[1] - 1, previous[1], problem.network)
         rule = DataFitStop(n, target) if warm and config.stop != "oracle" else config.stop_rule(n)
+        settings = settings_for(n)
         gen = fit(problem, settings, rule, device=dev, cancel=cancel)
         result: FitResult = yield from _relay(gen, batch, first, len(todo))
         if warm_start and not result.cancelled:
@@ -160,7 +164,7 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
             restored = result.output[g, :, : h * factor, : w * factor]
             truth = None if gt is None else intensity.to_unit(gt[index])
             record = _slice_record(index, g, result, restored, obs[g], truth, config)
-            record.update(batch=n, warm_start=warm)
+            record.update(batch=n, warm_start=warm, precision=settings.precision)
             if result.cancelled:
                 cancelled = True
                 record["partial"] = True
