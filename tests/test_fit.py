@@ -98,6 +98,23 @@ def test_moving_average_smooths_the_returned_output():
     assert not np.allclose(raw.output, avg.output)
 
 
+def test_the_average_weighs_outputs_in_proportion_to_their_iteration_until_the_cap():
+    """decay_t = min(ema, (1 + t) / (3 + t)): output s gets a weight growing as s + 2, so a
+    short fit (a warm slice's) averages its whole path, and the plain EMA takes over later."""
+    _, events = _run(iterations=30, ema=0.0, preview_every=1)
+    raw = np.stack([e.preview for e in events]).astype(np.float64)
+    weights = np.array([2.0 * (s + 2) for s in range(1, 31)])
+    weights[0] = 12.0  # the first output starts the average
+    expected = np.tensordot(weights / weights.sum(), raw, axes=1)
+    avg, _ = _run(iterations=30, ema=0.99)
+    assert np.allclose(avg.output, expected, atol=1e-5)
+    capped, _ = _run(iterations=30, ema=0.5)  # the cap holds from the first iteration
+    plain = raw[0]
+    for r in raw[1:]:
+        plain = 0.5 * plain + 0.5 * r
+    assert np.allclose(capped.output, plain, atol=1e-5)
+
+
 def test_loss_jumps_fall_back_to_the_last_good_weights():
     result, _ = _run(iterations=60, lr=0.5, loss_jump=1.05)
     assert result.restarts > 0

@@ -36,10 +36,12 @@ class FitSettings:
     ``precision``: ``auto`` (bfloat16 autocast on CUDA GPUs that support it and on CPUs with
     AMX or AVX512-BF16 for batches of at least 128 x 128 pixels, fp32 elsewhere; see
     :func:`resolve_precision`), ``bf16`` or ``fp32``; weights and optimiser state
-    stay fp32. ``ema``: weight of the running average of outputs that the fixed and oracle
-    rules return (ramped up as min(ema, (1 + t) / (10 + t)), so the first outputs of a fit
-    are soon forgotten); 0 returns the raw output. ``layout``: ``auto`` (channels-last with bfloat16, the default layout in fp32,
-    where channels-last BatchNorm loses precision), ``channels_last`` or ``default``.
+    stay fp32. ``ema``: weight of the running average of outputs that the fixed, oracle and
+    data-fit (warm start) rules return, ramped up as min(ema, (1 + t) / (3 + t)): until the
+    cap, output t weighs in proportion to t + 2, so a short fit (a warm-started slice's)
+    averages its path and its first outputs fade; 0 returns the raw output. ``layout``:
+    ``auto`` (channels-last with bfloat16, the default layout in fp32, where channels-last
+    BatchNorm loses precision), ``channels_last`` or ``default``.
     ``parallel``: how many groups of a batch are fitted at the same time, each in its own
     thread with an equal share of the CPU's threads; 0 (automatic) is one group per CPU
     thread on the CPU (small slices barely use a second core, their groups use them all) and
@@ -455,8 +457,8 @@ def fit(problem: Problem, settings: FitSettings, rule, *, device: torch.device,
                     out_all[g.at], loss_all[g.index] = out, loss_now
             with torch.no_grad():
                 if settings.ema > 0:
-                    # Ramped: early outputs (and a warm start's first ones) are forgotten quickly.
-                    decay = min(settings.ema, (1 + it) / (10 + it))
+                    # Ramped: weights grow with t until the cap, so early outputs fade.
+                    decay = min(settings.ema, (1 + it) / (3 + it))
                     if ema is None:
                         ema = out_all.clone()
                     elif full:
