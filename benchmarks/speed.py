@@ -283,7 +283,7 @@ def memory_child(n: int, size: int, iterations: int, batch_size: int) -> int:
     thread = threading.Thread(target=sample)
     thread.start()
     done = 0
-    for event in _events(run(config, stack, device="cpu", batch_size=batch_size)):
+    for event in _events(run(config, stack, device="cpu", batch_size=batch_size, warm_start=False)):
         done += isinstance(event, SliceDone)
     running.clear()
     thread.join()

@@ -157,7 +157,8 @@ def test_a_loss_jump_restarts_only_its_own_problem():
 
 def test_run_in_batches_gives_the_slices_of_run_one_at_a_time():
     clean, noisy = _stack(5)
-    config = make_config("denoise", network=TINY, iterations=12, stop="fixed", precision="fp32")
+    config = make_config("denoise", network=TINY, iterations=12, stop="fixed", precision="fp32",
+                         warm_start=False)
     events = []
     batched, report = drain(run(config, noisy, device="cpu", batch_size=2), events.append)
     single, report1 = drain(run(config, noisy, device="cpu", batch_size=1))
@@ -187,9 +188,10 @@ def test_warm_start_copies_the_last_fitted_problem_into_every_problem():
 def test_warm_started_stack_starts_each_slice_from_the_slice_before():
     clean, noisy = _stack(3)
     config = make_config("denoise", network=TINY, iterations=120, stop="fixed", precision="fp32")
-    cold, cold_report = drain(run(config, noisy, ground_truth=clean, device="cpu", batch_size=1))
-    warm, warm_report = drain(run(config, noisy, ground_truth=clean, device="cpu", batch_size=1,
-                                  warm_start=True))
+    cold, cold_report = drain(run(config, noisy, ground_truth=clean, device="cpu", batch_size=1,
+                                  warm_start=False))
+    warm, warm_report = drain(run(config, noisy, ground_truth=clean, device="cpu", batch_size=1))
+    assert config.warm_start  # denoising warm-starts stacks by default
     np.testing.assert_array_equal(cold[0], warm[0])  # the first slice starts cold either way
     assert not np.allclose(cold[1:], warm[1:])
     assert [s["warm_start"] for s in warm_report["slices"]] == [False, True, True]
@@ -203,6 +205,20 @@ def test_warm_started_stack_starts_each_slice_from_the_slice_before():
     assert max(warm_its) < 120
     assert np.mean([s["psnr"] for s in warm_report["slices"][1:]]) > np.mean(
         [s["psnr"] for s in cold_report["slices"][1:]]) - 0.5
+
+
+def test_warm_starts_are_the_denoising_default_and_can_be_turned_off():
+    assert make_config("denoise").warm_start and make_config("denoise", preset="paper").warm_start
+    assert not make_config("superres", factor=2).warm_start and not make_config("inpaint").warm_start
+    _, noisy = _stack(3)
+    for option, expected in ((None, True), (False, False)):
+        config = make_config("denoise", network=TINY, iterations=4, stop="fixed", warm_start=option)
+        _, report = drain(run(config, noisy, device="cpu", batch_size=1))
+        assert report["warm_start"] is expected
+        assert [s["warm_start"] for s in report["slices"]] == [False, expected, expected]
+    _, report = drain(run(make_config("denoise", network=TINY, iterations=4, stop="fixed"), noisy,
+                          device="cpu", batch_size=1, warm_start=False))  # the call overrides the config
+    assert not report["warm_start"]
 
 
 def test_warm_start_with_batches_fits_the_first_slice_alone_then_batches_from_it():

@@ -147,6 +147,8 @@ def test_current_slice_and_range_scopes(open_widget, run_job, em_crop):
 
     widget["scope"].value = "range"
     widget["first"].value, widget["last"].value = 1, 2
+    assert widget["warm_start"].value  # the denoising preset warm-starts stacks
+    widget["warm_start"].value = False
     two = run_job(widget)
     assert two.data.shape == (2, 64, 64)
     np.testing.assert_allclose(two.translate, (57.0, 0.0, 0.0))

@@ -75,7 +75,7 @@ def _baseline(observed: np.ndarray, config: TaskConfig) -> np.ndarray:
 def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None, ground_truth=None,
         device: str = "auto", slices: Sequence[int] | None = None, out: np.ndarray | None = None,
         cancel: Callable[[], bool] | None = None, batch_size: int | None = None,
-        warm_start: bool = False,
+        warm_start: bool | None = None,
         ) -> Generator[SliceProgress | SliceDone, None, tuple[np.ndarray, dict]]:
     """Restore ``image`` slice by slice; yield progress and finished slices; return (output, report).
 
@@ -90,13 +90,15 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
     single slice runs in fp32; the report gives it per slice); ``None`` picks it from the free
     memory and the slice size (see :func:`auto_batch_size`); on the CPU a batch is fitted as
     parallel groups, one per torch thread (``config.fit.parallel``), so that it uses every
-    core. With ``warm_start`` the first slice is fitted alone with the configured rule; every
-    later batch starts from the weights fitted to the last slice before it and each of its
-    slices stops once its data fit (smoothed loss) reaches the first slice's at the iteration
-    its rule chose (:class:`~napari_dip.core.stopping.DataFitStop`; with ``stop='oracle'``
-    warm slices keep the oracle).
+    core. With ``warm_start`` (default: ``config.warm_start``, on for denoising) the first
+    slice is fitted alone with the configured rule; every later batch starts from the weights
+    fitted to the last slice before it and each of its slices stops once its data fit
+    (smoothed loss) reaches the first slice's at the iteration its rule chose
+    (:class:`~napari_dip.core.stopping.DataFitStop`; with ``stop='oracle'`` warm slices keep
+    the oracle).
     """
     image = check_image(image, "image", channel_axis)
+    warm_start = config.warm_start if warm_start is None else bool(warm_start)
     layout = layout_of(image, channel_axis)
     intensity = Intensity.of(image)
     factor = config.factor
@@ -284,7 +286,7 @@ def _slice_record(index: int, g: int, result: FitResult, restored: np.ndarray, o
 def _restore(task: str, image, *, factor: int = 1, mask=None, preset=None, iterations=None, lr=None,
              stop="auto", ground_truth=None, seed=0, device="auto", channel_axis=None, precision=None,
              network=None, code=None, architecture=None, stopping=None, return_report=False,
-             callback=None, cancel=None, batch_size=None, warm_start=False, parallel=None):
+             callback=None, cancel=None, batch_size=None, warm_start=None, parallel=None):
     config = make_config(task, preset=preset, factor=factor, iterations=iterations, lr=lr, stop=stop,
                          seed=seed, precision=precision, network=network, code=code,
                          architecture=architecture, stopping=stopping, parallel=parallel)
@@ -307,8 +309,9 @@ _DOC_OPTIONS = """
     ``return_report`` (also return the fitting report), ``callback`` (called with every
     progress event), ``cancel`` (a callable polled between iterations), ``batch_size``
     (slices fitted at once; default automatic), ``warm_start`` (start each batch of slices
-    from the weights fitted to the slice before), ``parallel`` (groups of a batch fitted at
-    the same time, one thread each; default: one per torch thread on the CPU).
+    from the weights fitted to the slice before; default: on for denoising, off for the other
+    tasks), ``parallel`` (groups of a batch fitted at the same time, one thread each; default:
+    one per torch thread on the CPU).
 
     Returns float32 in the input's intensity units; nD stacks are processed slice by slice
     over the axes before Y, X (and the channel axis).

@@ -149,7 +149,7 @@ class TaskForm(QWidget):
                         tooltip="Slices fitted together as independent networks (0: as many as "
                                 "memory allows); in fp32 the result per slice is the same; with precision "
                                 "auto a large batch may switch to bf16"),
-                CheckBox(name="warm_start", label="warm start", value=False,
+                CheckBox(name="warm_start", label="warm start", value=False,  # set by the preset
                          tooltip="Fit the first slice cold, then start each batch from the weights fitted "
                                  "to the slice before; a warm slice stops once it fits its data as well as "
                                  "the first slice did (about half the iterations)")]
@@ -164,7 +164,8 @@ class TaskForm(QWidget):
         return {"iterations": p.fit.iterations, "activation": net.activation, "upsample": net.upsample,
                 "downsample": net.downsample, "padding": net.pad, "code": p.code,
                 "code_noise": p.fit.code_noise, "lr": p.fit.lr, "stop_window": p.stopping.window,
-                "stop_patience": p.stopping.patience, "stop_min_iterations": p.stopping.min_iterations}
+                "stop_patience": p.stopping.patience, "stop_min_iterations": p.stopping.min_iterations,
+                "warm_start": p.warm_start}
 
     def factor(self) -> int:
         return 1

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -56,7 +56,8 @@ def process_volume(config, image: np.ndarray, meta: ImageMeta, output: str | Pat
     slice of the range is done. ``client``: a Dask client to run slices as tasks on.
 
     ``batch_size`` slices are fitted at once; ``warm_start`` starts slices from the weights
-    fitted to the slices before (see :func:`napari_dip.api.run`). With the defaults (1, off)
+    fitted to the slices before (see :func:`napari_dip.api.run`; off here unless asked for,
+    whatever the preset's default). With the defaults (1, off)
     a slice's result depends on nothing but the slice and the settings, so resumed, local and
     distributed runs give the same volume; otherwise a resumed run, a Zarr output or a cluster
     task starts its slices from its own first slice (:func:`~napari_dip.batch.cluster.chunks_of`).
@@ -70,6 +71,7 @@ def process_volume(config, image: np.ndarray, meta: ImageMeta, output: str | Pat
     out_path = Path(output)
     if meta.path and Path(meta.path).resolve() == out_path.resolve():
         raise ValueError(f"the output {out_path} is the input; choose another output so the input is kept")
+    config = replace(config, warm_start=bool(warm_start))  # this call decides, not the preset
     if file_format(out_path) == "zarr":
         from .streaming import process_zarr
         return process_zarr(config, image, meta, out_path, axis=axis, slices=slices, channel_axis=channel_axis,

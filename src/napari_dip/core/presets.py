@@ -38,6 +38,10 @@ class Preset:
     fit: FitSettings
     code: str = "uniform"
     stopping: StopSettings = AUTO_STOP
+    # Stacks: fit the first slice cold, start every later batch from the weights fitted to the
+    # slice before it (measured for denoising, docs/speed.md: about half the iterations at cold
+    # quality on EM and MRI stacks).
+    warm_start: bool = False
 
 
 def _superres_paper(factor: int) -> FitSettings:
@@ -49,9 +53,12 @@ def _superres_paper(factor: int) -> FitSettings:
 
 def _skip_preset(task: str, name: str, factor: int) -> Preset:
     if task in ("denoise", "fit"):
+        warm = task == "denoise"
         if name == "paper":
-            return Preset(name, task, PAPER_NET, FitSettings(iterations=3000, lr=0.01, code_noise=1 / 30))
-        return Preset(name, task, FAST_NET, FitSettings(iterations=1200, lr=0.01, code_noise=1 / 30))
+            return Preset(name, task, PAPER_NET, FitSettings(iterations=3000, lr=0.01, code_noise=1 / 30),
+                          warm_start=warm)
+        return Preset(name, task, FAST_NET, FitSettings(iterations=1200, lr=0.01, code_noise=1 / 30),
+                      warm_start=warm)
     if task == "superres":
         if name == "paper":
             return Preset(name, task, PAPER_NET, _superres_paper(factor))

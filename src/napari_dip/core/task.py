@@ -29,6 +29,7 @@ class TaskConfig:
     extra: dict = field(default_factory=dict)
     stopping: StopSettings = field(default_factory=StopSettings)
     architecture: str = "skip"
+    warm_start: bool = False  # a stack's later batches start from the previous slice's weights
 
     def stop_rule(self, n_problems: int):
         return make_stop_rule(self.stop, n_problems, self.stopping)
@@ -40,7 +41,7 @@ def make_config(task: str, *, preset: str | None = None, factor: int = 1,
                 stop: str = "auto", seed: int = 0, precision: str | None = None,
                 preview_every: int | None = None, parallel: int | None = None, network: dict | Any | None = None,
                 code: str | None = None, architecture: str | None = None,
-                stopping: dict | StopSettings | None = None) -> TaskConfig:
+                stopping: dict | StopSettings | None = None, warm_start: bool | None = None) -> TaskConfig:
     """Resolve a preset and the caller's overrides into a validated :class:`TaskConfig`.
 
     ``architecture`` picks the network: ``skip`` (default) or ``resunet`` (residual U-Net
@@ -48,6 +49,8 @@ def make_config(task: str, *, preset: str | None = None, factor: int = 1,
     in the preset's (skip: ``channels_down``, ``activation``...; resunet: ``channels``,
     ``dropout``...). ``stopping`` is a :class:`StopSettings` or a dict of its fields to
     change in the preset's (``variant``, ``window``, ``patience``, ``min_iterations``...).
+    ``warm_start`` (default: the preset's; on for denoising) starts a stack's later batches
+    from the weights fitted to the slice before them.
     """
     if task == "superres":
         operators.Downsample(factor)  # validates the factor
@@ -80,7 +83,7 @@ def make_config(task: str, *, preset: str | None = None, factor: int = 1,
     net.validate()
     return TaskConfig(task=task, preset=p.name, network=net, fit=fit, code=code,
                       factor=factor, stop=stop, seed=seed, stopping=_stopping(p.stopping, stopping),
-                      architecture=arch)
+                      architecture=arch, warm_start=p.warm_start if warm_start is None else bool(warm_start))
 
 
 def _stopping(base: StopSettings, change: dict | StopSettings | None) -> StopSettings:
