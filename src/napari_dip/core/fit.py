@@ -346,8 +346,10 @@ def _step(a: _Active, it: int, settings: FitSettings, autocast, prev_out, prev_l
     if settings.code_noise > 0:
         noise = torch.stack([torch.randn(a.code.shape[1:], generator=g, device=device) for g in streams])
         z = z + settings.code_noise * noise
-        for g in a.gens[len(streams):]:  # the other streams follow it (dropout draws from each)
-            g.set_state(a.gens[0].get_state())
+        if a.shared:  # the other streams follow it (dropout draws from each)
+            state = a.gens[0].get_state()
+            for g in a.gens[1:]:
+                g.set_state(state)
     a.opt.zero_grad()
     with autocast():
         out = a.net(z)
