@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_dip.api import SliceDone, run
+from napari_dip.api import WARM_LR_RAMP, SliceDone, run
 from napari_dip.core.fit import cpu_has_fast_bf16, drain, fit
 from napari_dip.core.task import build_problem, make_config
 
@@ -211,7 +211,7 @@ def batch_bounds(size: int, slices: int, rounds: int, iterations: int = 12) -> d
                     with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
                         output = model(code + torch.randn_like(code) / 30)
                     ((output.float() - target) ** 2).mean().backward()
-                    opt.step()
+                    opt.step(0.01)
                     stamps.append(clock())
                 cost = float(np.median(np.diff(stamps)[2:])) / n
                 key = (name, threads)
@@ -232,11 +232,12 @@ def warm_ceiling(n: int, size: int, iterations: int, stack: str) -> dict:
     unit = Intensity.of(noisy)  # the run's intensity units, as api.run and stack_case use
 
     def curve(k: int, start=None):
+        settings = config.fit if start is None else replace(config.fit, lr_ramp=WARM_LR_RAMP)  # as api.run
         problem = build_problem(config, torch.from_numpy(unit.to_unit(noisy[k])[None, None]), seeds=[0],
                                 ground_truth=torch.from_numpy(unit.to_unit(clean[k])[None, None]))
         if start is not None:
             copy_problem(start, 0, 1, problem.network)
-        result = drain(fit(problem, config.fit, config.stop_rule(1), device=torch.device("cpu")))
+        result = drain(fit(problem, settings, config.stop_rule(1), device=torch.device("cpu")))
         return result.psnr_curve[:, 0], problem.network
 
     rows, (_, previous) = [], curve(0)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from napari_dip import api
-from napari_dip.api import SliceDone, SliceProgress, auto_batch_size, run
+from napari_dip.api import WARM_LR_RAMP, SliceDone, SliceProgress, auto_batch_size, run
 from napari_dip.core import fit as fit_module
 from napari_dip.core.fit import drain, fit, parallel_groups, problem_bytes
 from napari_dip.core.nets import SkipConfig, SkipNet, build_network
@@ -216,6 +216,12 @@ def test_warm_starts_are_the_denoising_default_and_can_be_turned_off():
         _, report = drain(run(config, noisy, device="cpu", batch_size=1))
         assert report["warm_start"] is expected
         assert [s["warm_start"] for s in report["slices"]] == [False, expected, expected]
+        # warm fits ramp their learning rate up, cold ones do not
+        assert [s["lr_ramp"] for s in report["slices"]] == [0] + [WARM_LR_RAMP if expected else 0] * 2
+    ramped = make_config("denoise", network=TINY, iterations=4, stop="fixed")
+    ramped = replace(ramped, fit=replace(ramped.fit, lr_ramp=7))
+    _, report = drain(run(ramped, noisy, device="cpu", batch_size=1))
+    assert [s["lr_ramp"] for s in report["slices"]] == [7, 7, 7]  # a configured ramp is kept
     _, report = drain(run(make_config("denoise", network=TINY, iterations=4, stop="fixed"), noisy,
                           device="cpu", batch_size=1, warm_start=False))  # the call overrides the config
     assert not report["warm_start"]

@@ -115,6 +115,28 @@ def test_the_average_weighs_outputs_in_proportion_to_their_iteration_until_the_c
     assert np.allclose(capped.output, plain, atol=1e-5)
 
 
+def _largest_move(iterations, **fit_options):
+    """The largest change of any weight over a fit, and the fit's output."""
+    config = make_config("denoise", network=TINY, iterations=iterations, stop="fixed", seed=0, precision="fp32")
+    config = replace(config, fit=replace(config.fit, **fit_options))
+    problem = build_problem(config, _target()[1], seeds=[0])
+    before = [p.detach().clone() for p in problem.network.parameters()]
+    result = drain(fit(problem, config.fit, config.stop_rule(1), device=CPU))
+    move = max(float((p.detach() - b).abs().max()) for p, b in zip(problem.network.parameters(), before))
+    return move, result.output
+
+
+def test_a_learning_rate_ramp_scales_the_first_steps():
+    # Adam's first step moves a weight by lr * g / |g|: the largest move is the step's rate
+    lr = FitSettings().lr
+    assert _largest_move(1)[0] == pytest.approx(lr, rel=1e-3)
+    assert _largest_move(1, lr_ramp=10)[0] == pytest.approx(lr / 10, rel=1e-3)
+    assert _largest_move(1, lr_ramp=4)[0] == pytest.approx(lr / 4, rel=1e-3)
+    # a one-iteration ramp is no ramp; a ramp changes the whole path
+    np.testing.assert_array_equal(_largest_move(5, lr_ramp=1)[1], _largest_move(5)[1])
+    assert not np.allclose(_largest_move(5, lr_ramp=3)[1], _largest_move(5)[1])
+
+
 def test_loss_jumps_fall_back_to_the_last_good_weights():
     result, _ = _run(iterations=60, lr=0.5, loss_jump=1.05)
     assert result.restarts > 0
@@ -122,7 +144,8 @@ def test_loss_jumps_fall_back_to_the_last_good_weights():
 
 
 @pytest.mark.parametrize("bad, match", [({"iterations": 0}, "iterations"), ({"lr": -1.0}, "lr"),
-                                        ({"ema": 1.5}, "ema"), ({"precision": "fp8"}, "precision")])
+                                        ({"ema": 1.5}, "ema"), ({"precision": "fp8"}, "precision"),
+                                        ({"lr_ramp": -1}, "lr_ramp"), ({"lr_ramp": 2.5}, "lr_ramp")])
 def test_settings_are_validated(bad, match):
     with pytest.raises(ValueError, match=match):
         FitSettings(**bad).validate()

@@ -21,6 +21,11 @@ from .core.task import TaskConfig, build_problem, make_config
 
 __all__ = ["denoise", "super_resolve", "inpaint", "run", "make_config", "SliceProgress", "SliceDone"]
 
+WARM_LR_RAMP = 25
+"""Iterations over which a warm-started fit's learning rate rises to the configured one. With
+fresh Adam at the full rate, warm slices needed 1.5-1.8x as many iterations to reach the first
+slice's data fit, at the same PSNR (docs/speed.md, "Warm starts")."""
+
 
 @dataclass
 class SliceProgress:
@@ -95,7 +100,8 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
     fitted to the last slice before it and each of its slices stops once its data fit
     (smoothed loss) reaches the first slice's at the iteration its rule chose
     (:class:`~napari_dip.core.stopping.DataFitStop`; with ``stop='oracle'`` warm slices keep
-    the oracle).
+    the oracle); warm fits ramp their learning rate up over :data:`WARM_LR_RAMP` iterations
+    (unless ``config.fit.lr_ramp`` sets a ramp).
     """
     image = check_image(image, "image", channel_axis)
     warm_start = config.warm_start if warm_start is None else bool(warm_start)
@@ -155,6 +161,8 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
             copy_problem(previous[0], previous[1] - 1, previous[1], problem.network)
         rule = DataFitStop(n, target) if warm and config.stop != "oracle" else config.stop_rule(n)
         settings = settings_for(n)
+        if warm and not settings.lr_ramp:
+            settings = replace(settings, lr_ramp=WARM_LR_RAMP)
         gen = fit(problem, settings, rule, device=dev, cancel=cancel)
         result: FitResult = yield from _relay(gen, batch, first, len(todo))
         if warm_start and not result.cancelled:
@@ -166,7 +174,7 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
             restored = result.output[g, :, : h * factor, : w * factor]
             truth = None if gt is None else intensity.to_unit(gt[index])
             record = _slice_record(index, g, result, restored, obs[g], truth, config)
-            record.update(batch=n, warm_start=warm, precision=settings.precision)
+            record.update(batch=n, warm_start=warm, precision=settings.precision, lr_ramp=settings.lr_ramp)
             if result.cancelled:
                 cancelled = True
                 record["partial"] = True

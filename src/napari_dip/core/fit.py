@@ -46,6 +46,10 @@ class FitSettings:
     thread with an equal share of the CPU's threads; 0 (automatic) is one group per CPU
     thread on the CPU (small slices barely use a second core, their groups use them all) and
     1 on GPUs. Each problem's result is the same as alone, whatever the grouping.
+    ``lr_ramp``: iterations over which the learning rate rises linearly to ``lr`` (step t
+    uses lr * min(1, t / lr_ramp)); 0 uses ``lr`` from the start. Warm-started fits ramp:
+    fresh Adam moves every weight by about ``lr`` in its first steps, which throws a fitted
+    network off the solution it starts from.
     """
 
     iterations: int = 3000
@@ -58,6 +62,7 @@ class FitSettings:
     precision: str = "auto"
     layout: str = "auto"
     parallel: int = 0
+    lr_ramp: int = 0
 
     def validate(self) -> "FitSettings":
         if self.iterations < 1:
@@ -75,6 +80,8 @@ class FitSettings:
             raise ValueError(f"unknown layout {self.layout!r}; choose one of {', '.join(LAYOUTS)}")
         if not isinstance(self.parallel, int) or self.parallel < 0:
             raise ValueError(f"parallel must be a whole number >= 0 (0: automatic), got {self.parallel!r}")
+        if not isinstance(self.lr_ramp, int) or self.lr_ramp < 0:
+            raise ValueError(f"lr_ramp must be a whole number of iterations >= 0, got {self.lr_ramp!r}")
         return self
 
 
@@ -199,9 +206,10 @@ class LayoutAdam:
         for p in self.params:
             p.grad = None
 
-    def step(self) -> None:
+    def step(self, lr: float) -> None:
         for p, v in zip(self.params, self.views):
             v.grad = None if p.grad is None else _contiguous_view(p.grad, like=p)
+        self.optimizer.param_groups[0]["lr"] = lr
         self.optimizer.step()
 
     @classmethod
@@ -376,7 +384,7 @@ def _step(a: _Active, it: int, settings: FitSettings, autocast, prev_out, prev_l
     elif it % SNAPSHOT_EVERY == 0:
         with torch.no_grad():
             torch._foreach_copy_(a.good, [p.detach() for p in a.params])
-    a.opt.step()
+    a.opt.step(settings.lr * min(1.0, it / settings.lr_ramp) if settings.lr_ramp else settings.lr)
     if hasattr(a.net, "dropout_off"):
         # Networks with dropout are judged with it off (one more forward pass).
         with torch.no_grad(), a.net.dropout_off(), autocast():
