@@ -133,10 +133,12 @@ def wall_cases(stacks: list[str], n: int, size: int, iterations: int, stop: str,
     return list(best.values())
 
 
-def iteration_costs(size: int, shapes: list[tuple[int, str]], rounds: int, iterations: int = 12) -> dict:
+def iteration_costs(size: int, shapes: list[tuple[int, str]], rounds: int = 5, iterations: int = 40) -> dict:
     """CPU seconds per iteration of the fast denoising network for (slices, precision) fits at
-    ``size``, interleaved A B C A B C over rounds (each its best round): what a (b) row's fits
-    cost, free of the drift of a shared machine between rows run minutes apart."""
+    ``size``, interleaved A B C A B C over rounds (each its best round, the median of its
+    iterations): what a (b) row's fits cost, free of the drift of a shared machine between rows
+    run minutes apart. Shorter samples (12 iterations, 3 rounds) mispriced a batch of 8 by up
+    to a third on this host."""
     costs: dict = {}
     for _ in range(rounds):
         for batch, precision in shapes:
@@ -447,7 +449,7 @@ def main() -> None:
                 b.append(stack_case(name, args.long_slices, s, its, stop, "auto", batch, warm, "isbi"))
                 print("b", b[-1], flush=True)
         shapes = sorted({(active, precision) for r in b for active, precision, _ in batch_segments(r["fits"])})
-        costs = iteration_costs(s, shapes, args.repeats)
+        costs = iteration_costs(s, shapes)
         for r in b:
             r["modelled_seconds"] = modelled_seconds(r, costs)
         print("costs", costs, flush=True)
