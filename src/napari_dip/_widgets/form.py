@@ -152,7 +152,7 @@ class TaskForm(QWidget):
                 CheckBox(name="warm_start", label="warm start", value=False,  # set by the preset
                          tooltip="Fit the first slice cold, then start each batch from the weights fitted "
                                  "to the slice before; a warm slice stops once it fits its data as well as "
-                                 "the first slice did (about half the iterations)")]
+                                 "the first slice did (about a third of the iterations)")]
 
     def preset_values(self) -> dict:
         """Form values implied by the chosen preset (iterations and the engine knobs)."""

@@ -72,7 +72,7 @@ def add_volume_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=False,
                    help="fit the first slice cold, then start each batch from the weights fitted to the "
                         "slice before it and stop each slice when its data fit matches the first slice's "
-                        "(about 2x fewer iterations per slice, at cold quality on EM and MRI stacks). Default: off, "
+                        "(about a third of the iterations per slice, at cold quality on EM and MRI stacks). Default: off, "
                         "so that resumed and distributed runs give the same volume")
 
 

@@ -39,7 +39,7 @@ class Preset:
     code: str = "uniform"
     stopping: StopSettings = AUTO_STOP
     # Stacks: fit the first slice cold, start every later batch from the weights fitted to the
-    # slice before it (measured for denoising, docs/speed.md: about half the iterations at cold
+    # slice before it (measured for denoising, docs/speed.md: about a third of the iterations at cold
     # quality on EM and MRI stacks).
     warm_start: bool = False
 
