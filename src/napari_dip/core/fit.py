@@ -1,4 +1,4 @@
-"""The one fitting loop: minimise ||A(G_theta(z)) - y||^2 over theta for G problems at once.
+"""The one fitting loop: minimise L(A(G_theta(z)), y) over theta for G problems at once.
 
 :func:`fit` is a generator. It yields a :class:`Progress` after every iteration (so a caller
 can show progress, draw previews and cancel between iterations) and returns a
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .losses import MSE, Loss
 from .metrics import psnr as psnr_fn
 from .metrics import ssim as ssim_fn
 from .nets.blocks import count_parameters
@@ -87,7 +88,7 @@ class FitSettings:
 
 @dataclass
 class Problem:
-    """G independent problems: a packed network, codes, an operator, observations."""
+    """G independent problems: a packed network, codes, an operator, observations, a loss."""
 
     network: nn.Module
     code: torch.Tensor            # (G, Cz, H, W)
@@ -97,6 +98,7 @@ class Problem:
     ground_truth: torch.Tensor | None = None  # (G, C, H, W)
     # Builds the same architecture packing k problems; lets a fit drop finished problems.
     make_network: Callable[[int], nn.Module] | None = None
+    loss: Loss = field(default_factory=MSE)  # the data fidelity (see core/losses.py)
 
     @property
     def n(self) -> int:
@@ -288,6 +290,7 @@ class _Active:
     code: torch.Tensor
     y: torch.Tensor
     op: Callable[[torch.Tensor], torch.Tensor]
+    loss: Loss
     gens: list[torch.Generator]
     shared: bool = False  # one code and noise stream for all: the code enters the network once
 
@@ -333,9 +336,15 @@ def _regroup(groups: list[_Active], index: torch.Tensor, parts: int, whole: _Act
             index=chunk, net=net, params=params, good=good,
             opt=LayoutAdam.gather(params, k, [(g.opt, g.n, src, dst) for g, src, dst in sources]),
             code=whole.code[rows], y=whole.y[rows],
-            op=whole.op.rows(rows) if hasattr(whole.op, "rows") else whole.op,
+            op=_select(whole.op, rows), loss=_select(whole.loss, rows),
             gens=[whole.gens[i] for i in chunk.tolist()], shared=whole.shared))
     return new
+
+
+def _select(part, rows: torch.Tensor):
+    """An operator's or a loss's part for the problems ``rows``; a plain callable holds
+    nothing per problem."""
+    return part.rows(rows) if hasattr(part, "rows") else part
 
 
 def parallel_groups(setting: int, device: torch.device, n: int) -> int:
@@ -362,7 +371,7 @@ def _step(a: _Active, it: int, settings: FitSettings, autocast, prev_out, prev_l
     with autocast():
         out = a.net(z)
     out = out.float()
-    per_problem = ((a.op(out) - a.y) ** 2).flatten(1).mean(1)
+    per_problem = a.loss(a.op(out), a.y)
     per_problem.sum().backward()
     loss_now = per_problem.detach().cpu()
     out = out.detach()
@@ -413,13 +422,14 @@ def fit(problem: Problem, settings: FitSettings, rule, *, device: torch.device,
     n = problem.n
     parameters = count_parameters(net, n)
     op = problem.operator.to(device) if hasattr(problem.operator, "to") else problem.operator
+    loss = problem.loss.to(device) if hasattr(problem.loss, "to") else problem.loss
     params = [p for p in net.parameters() if p.requires_grad]
     # The slices of a stack share their seed, hence their code and its noise.
     shared = (n > 1 and getattr(net, "shares_code", False) and len(set(problem.seeds)) == 1
               and bool((problem.code == problem.code[:1]).all()))
     whole = _Active(index=torch.arange(n), net=net, params=params,
                     opt=LayoutAdam(params, settings.lr, device), good=[p.detach().clone() for p in params],
-                    code=problem.code.to(device), y=problem.observed.to(device), op=op,
+                    code=problem.code.to(device), y=problem.observed.to(device), op=op, loss=loss,
                     gens=_generators(problem.seeds, device), shared=shared)
     autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp else contextlib.nullcontext
     make = problem.make_network

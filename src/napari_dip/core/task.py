@@ -9,6 +9,7 @@ import torch
 from . import operators
 from .fit import FitSettings, Problem
 from .inputs import make_code
+from .losses import MSE, Loss
 from .nets.factory import build_network
 from .presets import NETWORK_TYPES, get_preset
 from .stopping import STOP_RULES, StopSettings, make_stop_rule
@@ -111,8 +112,10 @@ def make_operator(config: TaskConfig, mask: torch.Tensor | None = None):
 
 def build_problem(config: TaskConfig, observed: torch.Tensor, *, seeds: Sequence[int],
                   mask: torch.Tensor | None = None,
-                  ground_truth: torch.Tensor | None = None) -> Problem:
+                  ground_truth: torch.Tensor | None = None, loss: Loss | None = None) -> Problem:
     """Networks, codes and operator for G observations (G, C, h, w), one seed each.
+
+    ``loss`` is the data fidelity (default: mean squared error, see :mod:`.losses`).
 
     The restored size is (h * factor, w * factor) and must suit the network (see
     ``config.network.padded_size``).
@@ -129,4 +132,4 @@ def build_problem(config: TaskConfig, observed: torch.Tensor, *, seeds: Sequence
         codes.append(make_code(config.code, *config.network.code_shape(height, width), generator=gen))
     return Problem(network=net, code=torch.stack(codes), operator=make_operator(config, mask),
                    observed=observed, seeds=list(seeds), ground_truth=ground_truth,
-                   make_network=make)
+                   make_network=make, loss=MSE() if loss is None else loss)
