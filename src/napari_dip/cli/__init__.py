@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import decoder, restore, sweep
+from . import baseline, decoder, restore, sweep
 
 #: Modules that add subcommands; each has ``register(subparsers)`` and sets ``func``.
-COMMANDS = [restore, decoder, sweep]
+COMMANDS = [restore, decoder, sweep, baseline]
 
 
 class UserError(Exception):
