@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from napari_dip.core.noise import NoiseModel, model_from_params, parse_noise_params
+from napari_dip.core.noise import NoiseModel, model_from_params, parse_noise_params, rician_moments, rician_signal
 from napari_dip.core.noise_domain import IntensityDomain, VstDomain
-from napari_dip.core.noise_estimate import estimate_noise, rician_moments
+from napari_dip.core.noise_estimate import estimate_noise
 from napari_dip.core.noise_vst import Anscombe
 
 
@@ -66,6 +66,8 @@ def test_rician_sigma_recovered_on_a_magnitude_image():
     mean, var = rician_moments(np.array([0.0, 1e3]), 1.0)
     np.testing.assert_allclose(mean[0], np.sqrt(np.pi / 2), rtol=1e-6)
     np.testing.assert_allclose([var[0], var[1]], [2 - np.pi / 2, 1.0], rtol=1e-3)
+    nus = np.array([0.0, 0.5, 3.0, 100.0])
+    np.testing.assert_allclose(rician_signal(rician_moments(nus, 2.0)[0], 2.0), nus, atol=2e-3)
     with pytest.raises(ValueError, match="magnitude"):
         estimate_noise(m - 50, "rician")
 

@@ -60,3 +60,6 @@ class MSE(PerProblem):
 def make_loss(name: str = "mse", **params) -> Loss:
     """The loss registered as ``name``, built with ``params``."""
     return LOSSES.make(name, **params)
+
+
+from . import noise_losses  # noqa: E402,F401  (registers the noise-model losses)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy import special
 
 NOISE_KINDS = ("gaussian", "poisson-gaussian", "poisson", "rician")
 NOISE_CHOICES = ("auto",) + NOISE_KINDS
@@ -76,3 +77,20 @@ def model_from_params(kind: str, a: float, b: float) -> NoiseModel:
     if kind == "auto":
         kind = "gaussian" if a == 0 else "poisson" if b == 0 else "poisson-gaussian"
     return NoiseModel(kind, float(a), float(b))
+
+
+def rician_moments(nu: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance of a Rician magnitude |nu + N(0, s^2) + i N(0, s^2)|."""
+    t = np.asarray(nu, dtype=np.float64) ** 2 / (4 * sigma ** 2)
+    laguerre = (1 + 2 * t) * special.i0e(t) + 2 * t * special.i1e(t)
+    mean = sigma * np.sqrt(np.pi / 2) * laguerre
+    return mean, 2 * sigma ** 2 + np.asarray(nu, dtype=np.float64) ** 2 - mean ** 2
+
+
+def rician_signal(mean, sigma: float) -> np.ndarray:
+    """The underlying magnitude ``nu`` whose Rician mean is ``mean`` (0 at or below the noise
+    floor ``sigma * sqrt(pi / 2)``): removes the bias a fit of the mean leaves in dark regions."""
+    nus = sigma * np.concatenate([[0], np.geomspace(1e-3, 60, 600)])
+    m, _ = rician_moments(nus, sigma)
+    mean = np.asarray(mean, dtype=np.float64)
+    return np.where(mean > m[-1], np.sqrt(np.maximum(mean ** 2 - sigma ** 2, 0)), np.interp(mean, m, nus))

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage, optimize, special
 
-from .noise import NOISE_CHOICES, NoiseModel
+from .noise import NOISE_CHOICES, NoiseModel, rician_moments
 
 MAD_SCALE = 1.4826  # MAD of a standard normal sample is 1 / 1.4826
 MIN_PER_BIN = 800
@@ -121,14 +121,6 @@ def _wls(x: np.ndarray, v: np.ndarray, n: np.ndarray, basis: str) -> tuple[float
     if basis == "ab":
         return float(coef[0]), float(coef[1])
     return (float(coef[0]), 0.0) if basis == "a" else (0.0, float(coef[0]))
-
-
-def rician_moments(nu: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and variance of a Rician magnitude |nu + N(0, s^2) + i N(0, s^2)|."""
-    t = np.asarray(nu, dtype=np.float64) ** 2 / (4 * sigma ** 2)
-    laguerre = (1 + 2 * t) * special.i0e(t) + 2 * t * special.i1e(t)
-    mean = sigma * np.sqrt(np.pi / 2) * laguerre
-    return mean, 2 * sigma ** 2 + np.asarray(nu, dtype=np.float64) ** 2 - mean ** 2
 
 
 def _rician_curve(means: np.ndarray, sigma: float) -> np.ndarray:
