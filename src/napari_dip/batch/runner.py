@@ -84,6 +84,7 @@ def process_volume(config, image: np.ndarray, meta: ImageMeta, output: str | Pat
     wanted = cut.flat_indices(start, stop)
     factor = config.factor
     intensity = Intensity.of(image)
+    config = replace(config, noise=config.noise.rescaled(intensity.offset, intensity.scale))  # fits see unit
     unit = intensity.to_unit(np.ascontiguousarray(cut.view(image)))
     mask_u = _view_mask(mask, image, cut)
     truth_u = _view_truth(ground_truth, cut, factor, intensity)

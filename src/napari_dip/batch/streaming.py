@@ -63,6 +63,7 @@ def process_zarr(config, image, meta: ImageMeta, output: str | Path, *, axis: in
     full_mask = mask_covers_image(mask, image.shape, cut)
     check_truth(ground_truth, cut, factor)
     intensity, digest = scan(image, "image", channel_axis)
+    config = replace(config, noise=config.noise.rescaled(intensity.offset, intensity.scale))  # fits see unit
     out_type = cast_output(np.zeros(1, np.float32), meta, dtype).dtype
     settings = {"napari_dip": __version__, "network": type(config.network).__name__, "config": asdict(config),
                 "perm": cut.perm, "channel_axis": cut.channel_axis, "data": digest, "dtype": str(out_type),
