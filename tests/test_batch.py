@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from napari_dip.api import SliceDone
-from napari_dip.batch import (SliceFailed, open_client, parse_range, process_volume, slicing_for,
+from napari_dip.batch import (SliceFailed, open_client, parse_slices, process_volume, slicing_for,
                               work_folder)
 from napari_dip.core.task import make_config
 from napari_dip.io import ImageMeta, read_image
@@ -33,7 +33,7 @@ def test_slicing_axes_ranges_and_superres_geometry():
         [[0, 0, -0.5, 10], [-1.0, 0, 0, 20], [0, 2.0, 0, -5], [0, 0, 0, 1]]))
     cut = slicing_for((10, 12, 14, 3), nifti)  # x, y, z, t: axial is array axis 1 here
     assert (cut.axis, cut.in_plane, cut.others, cut.perm) == (1, (0, 2), (3,), (1, 3, 0, 2))
-    assert cut.flat_indices(2, 4) == [6, 7, 8, 9, 10, 11] and cut.index(7) == (2, 1)
+    assert cut.flat_indices([2, 3]) == [6, 7, 8, 9, 10, 11] and cut.index(7) == (2, 1)
     tzyx = slicing_for((3, 4, 16, 16), TIFF)
     assert (tzyx.axis, tzyx.others, tzyx.stack_shape) == (1, (0,), (4, 3))
     rgb = slicing_for((4, 16, 16, 3), TIFF, axis=1, channel_axis=-1)
@@ -42,10 +42,12 @@ def test_slicing_axes_ranges_and_superres_geometry():
         slicing_for((10, 12, 14, 3), nifti, axis=3)
     with pytest.raises(ValueError, match="for volumes"):
         slicing_for((16, 16), TIFF, axis=0)
-    assert parse_range("3:", 10) == (3, 10) and parse_range(":-2", 10) == (0, 8) and parse_range(None, 4) == (0, 4)
-    for bad in ("5:5", "a:b", "3"):
-        with pytest.raises(ValueError, match="--slices"):
-            parse_range(bad, 10)
+    assert parse_slices("3:", 10) == list(range(3, 10)) and parse_slices(":-2", 10) == list(range(8))
+    assert parse_slices(None, 4) == [0, 1, 2, 3] and parse_slices("7,1:3,-1,middle", 10) == [1, 2, 5, 7, 9]
+    for bad, message in (("5:5", "selects no slice"), ("a:b", "not a list"), ("1:2:3", "not a list"),
+                         ("10", "out of range")):
+        with pytest.raises(ValueError, match=message):
+            parse_slices(bad, 10)
     # x2 in-plane: voxel size halves, the volume's outer corner stays in place
     affine = np.diag([0.8, 0.8, 0.8, 1.0]); affine[:3, 3] = [-70, -60, -50]
     ras = slicing_for((8, 8, 8), ImageMeta("", "nifti", "float32", affine=affine), axis="axial")
@@ -131,23 +133,26 @@ def test_dask_cluster_matches_local_and_retries(tmp_path, monkeypatch):
                                rtol=1e-5, atol=1e-3)
 
 
-@pytest.mark.slow
-def test_dask_failure_is_reported_and_output_not_written(tmp_path, monkeypatch):
+def test_dask_failure_after_its_retries_stops_the_run_and_output_not_written(tmp_path, monkeypatch):
     import napari_dip.batch.cluster as cluster
+    calls = []
 
     def always_fails(config, slices, **kw):
+        calls.append(len(slices))
         raise RuntimeError("out of memory")
 
     monkeypatch.setattr(cluster, "restore_slices", always_fails)
     events = []
     out = tmp_path / "dask.tif"
     with open_client(workers=1, processes=False) as (client, _):
-        report = process_volume(_config(), _volume(2), TIFF, out, client=client, retries=1,
+        report = process_volume(_config(), _volume(6), TIFF, out, client=client, retries=1,
                                 on_event=events.append)
     assert not out.exists() and not report["complete"]
-    assert [f["slice"] for f in report["failed_slices"]] == [0, 1]
-    assert all("out of memory" in f["error"] for f in report["failed_slices"])
-    assert sorted(e.slice for e in events if isinstance(e, SliceFailed)) == [0, 1]
+    failed = [f["slice"] for f in report["failed_slices"]]
+    assert failed and len(calls) <= 2 * 2 + 2  # bounded: 2 attempts of the failed chunk, the rest cancelled
+    assert all("out of memory" in f["error"] and "after 2 attempt(s)" in f["error"] for f in report["failed_slices"])
+    assert sorted(report["missing_slices"]) == list(range(6))
+    assert sorted(e.slice for e in events if isinstance(e, SliceFailed)) == failed
     with pytest.raises(ValueError, match="not both"):
         with open_client(workers=1, scheduler="tcp://127.0.0.1:1"):
             pass

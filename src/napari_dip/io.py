@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ class ImageMeta:
     axes: str | None = None            # one letter per axis, e.g. 'ZYX', 'TZCYX', 'XYZ' (NIfTI)
     affine: np.ndarray | None = None   # NIfTI voxel -> world (4, 4)
     header: Any = None                 # NIfTI header, copied into outputs
+    alpha: bool = False                # the last of 4 channels is opacity (RGBA): carried, not fitted
     extra: dict = field(default_factory=dict)
 
 
@@ -94,24 +96,69 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageMeta]:
 
     Zarr comes back as a lazy ``zarr.Array`` (index it to read a part); for OME-Zarr it is
     the full-resolution level, with the axes, channel axis, voxel size and unit of the metadata.
+    A file that cannot be decoded (damaged, truncated, another format than its name says, a
+    pickled NumPy object array) raises :class:`UnreadableImage` with one line naming the
+    problem and the fix.
     """
     p = Path(path)
     if not (p.is_dir() if is_zarr(p) else p.is_file()):
         raise FileNotFoundError(f"no such file: {p}")
     fmt = file_format(p)
-    if fmt == "zarr":
-        return _read_zarr(p)
-    if fmt == "npy":
-        arr = np.load(p, allow_pickle=False)
-        return arr, ImageMeta(str(p), fmt, str(arr.dtype))
-    if fmt == "picture":
-        import imageio.v3 as iio
-        arr = np.asarray(iio.imread(p))
-        channel_axis = -1 if arr.ndim == 3 and arr.shape[-1] in (3, 4) else None
-        return arr, ImageMeta(str(p), fmt, str(arr.dtype), channel_axis=channel_axis)
-    if fmt == "nifti":
-        return _read_nifti(p)
-    return _read_tiff(p)
+    try:
+        return _READERS[fmt](p)
+    except (ImportError, UnreadableImage):
+        raise
+    except Exception as err:  # noqa: BLE001 - any decoder failure becomes one clear line
+        raise UnreadableImage(_unreadable(p, fmt, err)) from None
+
+
+class UnreadableImage(ValueError):
+    """An input file that cannot be decoded as the image its name says it is."""
+
+
+#: Leading bytes of each format, to tell a user what a misnamed file really is.
+_MAGIC = ((b"\x89PNG", "a PNG", ".png"), (b"\xff\xd8\xff", "a JPEG", ".jpg"), (b"II*\x00", "a TIFF", ".tif"),
+          (b"MM\x00*", "a TIFF", ".tif"), (b"II+\x00", "a BigTIFF", ".tif"), (b"MM\x00+", "a BigTIFF", ".tif"),
+          (b"\x93NUMPY", "a NumPy", ".npy"), (b"\x1f\x8b", "a gzip-compressed", ".nii.gz"),
+          (b"BM", "a BMP", ".bmp"))
+_NAMES = {"tiff": "a TIFF", "nifti": "a NIfTI", "picture": "a picture", "npy": "a NumPy", "zarr": "a Zarr"}
+
+
+def _unreadable(p: Path, fmt: str, err: Exception) -> str:
+    reason = " ".join(str(err).split())[:160] or type(err).__name__
+    if fmt == "npy" and "pickle" in reason.lower():
+        return (f"{p.name} holds Python objects (a pickled object array), not pixel values; napari-dip "
+                "never loads pickles (they can run code); save the image as a numeric array, e.g. "
+                "np.save(path, image.astype(np.float32))")
+    head = b""
+    if p.is_file():
+        with open(p, "rb") as fh:
+            head = fh.read(348)
+    if not head:
+        return f"cannot read {p.name}: the file is empty; copy it again from its source"
+    looks = next(((kind, ext) for magic, kind, ext in _MAGIC if head.startswith(magic)), None)
+    if head[344:347] in (b"n+1", b"ni1", b"n+2"):
+        looks = ("an uncompressed NIfTI", ".nii")
+    own = {".tiff": ".tif", ".jpeg": ".jpg"}.get(extension(p), extension(p))
+    if looks is not None and looks[1] != own:
+        stem = p.name[: len(p.name) - len(extension(p))]
+        return (f"cannot read {p.name}: its name says {_NAMES.get(fmt, fmt)} file but it holds {looks[0]} file; "
+                f"rename it to {stem}{looks[1]}")
+    return (f"cannot read {p.name} as {_NAMES.get(fmt, fmt)} file ({reason}); it is damaged or incomplete "
+            "(e.g. a truncated copy or download): copy it again from its source")
+
+
+def _read_npy(p: Path) -> tuple[np.ndarray, ImageMeta]:
+    arr = np.load(p, allow_pickle=False)
+    return arr, ImageMeta(str(p), "npy", str(arr.dtype))
+
+
+def _read_picture(p: Path) -> tuple[np.ndarray, ImageMeta]:
+    import imageio.v3 as iio
+    arr = np.asarray(iio.imread(p))
+    channel_axis = -1 if arr.ndim == 3 and arr.shape[-1] in (3, 4) else None
+    return arr, ImageMeta(str(p), "picture", str(arr.dtype), channel_axis=channel_axis,
+                          alpha=channel_axis is not None and arr.shape[-1] == 4)
 
 
 def _read_nifti(p: Path) -> tuple[np.ndarray, ImageMeta]:
@@ -133,10 +180,15 @@ def _read_tiff(p: Path) -> tuple[np.ndarray, ImageMeta]:
         arr = series.asarray()
         axes = series.axes if len(series.axes) == arr.ndim else None
         page = tif.pages[0]
-        rgb = page.photometric == tifffile.PHOTOMETRIC.RGB and arr.shape[-1] in (3, 4)
+        rgb = page.photometric == tifffile.PHOTOMETRIC.RGB
+        if rgb and axes and "S" in axes and arr.shape[axes.index("S")] in (3, 4) and not axes.endswith("S"):
+            at = axes.index("S")  # planar RGB (samples first): one colour image, channels last
+            arr, axes = np.moveaxis(arr, at, -1), axes[:at] + axes[at + 1:] + "S"
+        rgb = rgb and arr.shape[-1] in (3, 4)
         channel_axis = -1 if rgb else (axes.index("C") if axes and "C" in axes else None)
+        alpha = rgb and arr.shape[-1] == 4 and bool(page.extrasamples)
         ij = tif.imagej_metadata or {}
-        meta = ImageMeta(str(p), "tiff", str(arr.dtype), channel_axis=channel_axis, axes=axes,
+        meta = ImageMeta(str(p), "tiff", str(arr.dtype), channel_axis=channel_axis, axes=axes, alpha=alpha,
                          extra={"imagej": bool(ij)})
         xres, yres = page.tags.get("XResolution"), page.tags.get("YResolution")
         if xres is None or not xres.value[0]:
@@ -200,6 +252,10 @@ def _read_zarr(p: Path):
     meta.spacing = tuple(s for a, s in enumerate(scale) if a != meta.channel_axis)
     meta.extra["ome"] = True
     return arr, meta
+
+
+_READERS = {"zarr": lambda p: _read_zarr(p), "npy": _read_npy, "picture": _read_picture,
+            "nifti": lambda p: _read_nifti(p), "tiff": lambda p: _read_tiff(p)}
 
 
 def _ome_attrs(meta: ImageMeta, ndim: int, spacing: tuple[float, ...] | None) -> dict:
@@ -284,6 +340,61 @@ def plane_axis(meta: ImageMeta, axis: int | str) -> int:
     raise ValueError(f"cannot find the {name} axis in orientation {''.join(codes)}")
 
 
+#: Integer types and channel counts each picture format can hold.
+_PICTURE_LIMITS = {".png": (("uint8", "uint16"), (1, 2, 3, 4)), ".jpg": (("uint8",), (1, 3)),
+                   ".jpeg": (("uint8",), (1, 3)), ".bmp": (("uint8",), (1, 3, 4))}
+
+
+def stored_dtype(path: str | os.PathLike, meta: ImageMeta | None, dtype: str) -> np.dtype:
+    """The type :func:`write_image` stores for ``path``: pictures keep the input's integer type,
+    other formats float32 or (``dtype='input'``) the input's."""
+    if file_format(path) == "picture":
+        return np.dtype(meta.dtype if meta is not None else "uint8")
+    return np.dtype("float32" if dtype == "float32" or meta is None else meta.dtype)
+
+
+def check_output_format(path: str | os.PathLike, shape: tuple[int, ...], stored: np.dtype,
+                        channel_axis: int | None) -> None:
+    """Refuse, in one line, an output format that cannot hold an image of ``shape`` stored as
+    ``stored`` (see :func:`stored_dtype`): pictures hold one 2D image of 8-bit (PNG also
+    16-bit) integers, JPEG no alpha channel."""
+    p = Path(path)
+    if file_format(p) != "picture":
+        return
+    ext = extension(p)
+    types, counts = _PICTURE_LIMITS.get(ext, (("uint8",), (1, 3)))
+    name = ext.lstrip(".").upper()
+    channels = 1 if channel_axis is None else shape[channel_axis]
+    planes = len(shape) - (channel_axis is not None)
+    if planes != 2:
+        raise ValueError(f"{p.name}: a {name} file holds one 2D image, the result has shape {tuple(shape)}; "
+                         "write a .tif, .nii.gz, .npy or .zarr instead")
+    if str(stored) not in types:
+        kind = "16-bit" if str(stored) == "uint16" else str(stored)
+        raise ValueError(f"{p.name}: {name} cannot hold {kind} values (only {' or '.join(types)}); "
+                         f"write a .tif or .npy to keep them{'' if ext != '.jpg' else ' (or a 16-bit .png)'}")
+    if channels not in counts:
+        what = "an alpha channel (RGBA)" if channels == 4 else f"{channels} channels"
+        raise ValueError(f"{p.name}: {name} cannot hold {what}; write a .png or .tif instead")
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Refuse, in one line, an output whose folder cannot be written (read-only, no permission):
+    a probe file is created in the nearest existing folder and removed again."""
+    folder = Path(path).resolve().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"cannot write {path}: {folder} is a file, not a folder")
+    try:
+        fd, probe = _temp_file(folder / ".napari-dip-probe", ".tmp")
+    except OSError as err:
+        raise ValueError(f"cannot write into {folder} ({os.strerror(err.errno) if err.errno else err}); "
+                         "choose an output in a folder you can write to") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def write_image(path: str | os.PathLike, arr: np.ndarray, meta: ImageMeta | None = None, *,
                 spacing: tuple[float, ...] | None = None, affine: np.ndarray | None = None,
                 dtype: str = "float32") -> Path:
@@ -305,15 +416,16 @@ def write_image(path: str | os.PathLike, arr: np.ndarray, meta: ImageMeta | None
     if fmt == "zarr":
         _write_zarr(p, arr, meta, spacing, dtype)
         return p
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp" + extension(p), dir=p.parent)
+    fd, tmp = _temp_file(p, ".tmp" + extension(p))
     os.close(fd)
     try:
         if fmt == "npy":
             np.save(tmp, cast_output(arr, meta, dtype))
         elif fmt == "picture":
             import imageio.v3 as iio
-            target = meta.dtype if meta is not None and meta.dtype in ("uint8", "uint16") else "uint8"
-            iio.imwrite(tmp, _round_clip(arr, np.dtype(target)), extension=extension(p))
+            target = stored_dtype(p, meta, dtype)
+            check_output_format(p, arr.shape, target, None if meta is None else meta.channel_axis)
+            iio.imwrite(tmp, _round_clip(arr, target), extension=extension(p))
         elif fmt == "nifti":
             _write_nifti(tmp, arr, meta, spacing, affine, dtype)
         else:
@@ -327,6 +439,7 @@ def write_image(path: str | os.PathLike, arr: np.ndarray, meta: ImageMeta | None
 
 def _write_zarr(p: Path, arr: np.ndarray, meta: ImageMeta | None, spacing, dtype: str) -> None:
     tmp = tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the output follows the umask
     try:
         data = cast_output(arr, meta, dtype)
         create_zarr(tmp, data.shape, data.dtype, meta, spacing=spacing)[...] = data
@@ -371,8 +484,10 @@ def _imagej_axes(arr: np.ndarray, meta: ImageMeta | None) -> str | None:
     if str(arr.dtype) not in _IMAGEJ_DTYPES:
         return None
     if meta is not None and meta.axes and len(meta.axes) == arr.ndim and _is_imagej(meta.axes):
-        return meta.axes
+        return None if meta.axes.endswith("S") and arr.dtype != np.uint8 else meta.axes
     rgb = meta is not None and meta.channel_axis is not None and arr.shape[-1] in (3, 4)
+    if rgb and arr.dtype != np.uint8:
+        return None  # ImageJ holds RGB as 8-bit only: a plain RGB TIFF then
     core = "YXS" if rgb else "YX"
     n = arr.ndim - len(core)
     return "TZ"[2 - n:] + core if 0 <= n <= 2 else None
@@ -403,11 +518,28 @@ def _write_tiff(tmp: str, arr: np.ndarray, meta: ImageMeta | None, spacing) -> N
     tifffile.imwrite(tmp, np.ascontiguousarray(arr), imagej=axes is not None, metadata=metadata, **kwargs)
 
 
+def _temp_file(p: Path, suffix: str) -> tuple[int, str]:
+    """A new temporary file beside ``p`` (descriptor, path), created with the user's umask
+    (``tempfile.mkstemp`` would make it private, 0600, and the rename would keep that)."""
+    while True:
+        tmp = str(p.parent / f".{p.name}.{secrets.token_hex(4)}{suffix}")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_json(path: str | os.PathLike, obj, *, default=None) -> Path:
     """Write ``obj`` as indented JSON atomically."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    fd, tmp = _temp_file(p, ".tmp")
     try:
         with os.fdopen(fd, "w") as fh:
             json.dump(obj, fh, indent=2, default=default)

@@ -5,9 +5,12 @@ import contextlib
 import itertools
 import logging
 import os
+import time
 from typing import Callable, Iterator
 
 import numpy as np
+
+from .walk import restore_slices
 
 
 def _distributed():
@@ -43,95 +46,107 @@ def open_client(*, workers: int | None = None, scheduler: str | None = None,
         return
     if workers < 1:
         raise ValueError(f"--workers must be at least 1, got {workers}")
+    import dask
     where = {"host": "127.0.0.1"} if processes else {}  # loopback; in-process clusters need no network
-    with dist.LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
-                           dashboard_address=None, silence_logs=logging.ERROR, **where) as cluster, \
-            dist.Client(cluster) as client:
+    # A worker that dies while fitting fails its task at once; run_on_cluster decides about retries.
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        cluster = dist.LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
+                                    dashboard_address=None, silence_logs=logging.ERROR, **where)
+    client = dist.Client(cluster)
+    try:
         yield client, (max(1, (os.cpu_count() or 1) // workers) if processes else None)
+    finally:  # bounded, so that Ctrl-C ends the command promptly even with busy workers
+        with contextlib.suppress(Exception):
+            client.close(timeout=5)
+        with contextlib.suppress(Exception):
+            cluster.close(timeout=10)
 
 
-#: With warm starts, a chunk of slices restored together (a Dask task, or one read of a Zarr
-#: input) is one cold slice and this many batches warm-started after it.
-WARM_BATCHES = 4
-#: Slices per chunk when the batch size is automatic (the run picks batches within it).
-AUTO_CHUNK = 8
+#: Seconds without any worker after which a cluster run stops (workers lost or never started).
+NO_WORKER_SECONDS = 30.0
+#: Seconds between two looks at the cluster while waiting for results.
+POLL_SECONDS = 1.0
 
 
-def chunks_of(todo: list[int], batch_size: int | None, warm_start: bool) -> list[list[int]]:
-    """The consecutive slices restored together: one batch (``None``: :data:`AUTO_CHUNK`
-    slices), or with warm starts one cold slice and :data:`WARM_BATCHES` batches after it."""
-    batch = AUTO_CHUNK if batch_size is None else batch_size
-    size = 1 + WARM_BATCHES * batch if warm_start else batch
-    return [todo[k:k + size] for k in range(0, len(todo), size)]
+class ClusterLost(RuntimeError):
+    """No Dask worker is left to run the slices."""
 
 
-def restore_slices(config, slices: list[tuple], *, channel_axis: int | None, device: str, threads: int | None,
-                   batch_size: int | None = 1, warm_start: bool = False, cancel=None,
-                   on_progress: Callable | None = None) -> tuple[list[tuple[np.ndarray, dict]], dict]:
-    """Consecutive slices, each (image, mask, ground truth), through one :func:`napari_dip.api.run`
-    (on a worker or locally): ([(output, record)] in order, info).
-
-    ``info`` holds the device and the network's parameter count. A mask shared by all slices
-    (the same object) is passed once; ``on_progress`` gets the run's events.
-    """
-    from .. import api
-    from ..core.fit import drain
-    if threads:
-        import torch
-        torch.set_num_threads(threads)
-    images, masks, truths = zip(*slices)
-    shared = all(m is masks[0] for m in masks)
-    mask = masks[0] if shared else np.stack(masks)
-    truth = None if truths[0] is None else np.stack(truths)
-    stack_channel = None if channel_axis is None else channel_axis + 1
-    output, report = drain(api.run(config, np.stack(images), channel_axis=stack_channel, mask=mask,
-                                   ground_truth=truth, device=device, batch_size=batch_size,
-                                   warm_start=warm_start, cancel=cancel), on_progress)
-    records = {r["slice"]: r for r in report["slices"]}
-    info = {"device": report["device"], "parameters": report.get("parameters")}
-    return [(output[j], records[j]) for j in range(len(slices)) if j in records], info
-
-
-def run_on_cluster(client, todo: list[int], make_args: Callable[[int], tuple], *, config, device: str,
+def run_on_cluster(client, chunks: list[list[int]], make_args: Callable[[int], tuple], *, config, device: str,
                    channel_axis: int | None, retries: int, threads: int | None,
                    on_result: Callable[[int, np.ndarray, dict, dict], None],
-                   on_failure: Callable[[int, str], None], batch_size: int | None = 1,
+                   on_failure: Callable[[int, str], None], batch_size: int = 1,
                    warm_start: bool = False) -> None:
-    """One task per chunk of slices (:func:`chunks_of`; retried ``retries`` times); report each
-    slice's result or failure.
+    """One task per chunk of slices (:func:`~napari_dip.batch.walk.chunks_of`); report each
+    slice's result, or a chunk's failure.
 
     ``make_args(i)`` gives (image, mask, ground_truth) of flat slice ``i``. Chunks are read and
     submitted as tasks finish, about two per worker thread in flight, so the caller holds only
-    those in memory; results are handed over as they finish, so the caller can store them;
-    nothing is dropped silently.
+    those in memory; results are handed over as they finish, so the caller can store them.
+    A failed task (an error, or its worker died) is tried again up to ``retries`` times; a
+    chunk that still fails is reported and the run stops (nothing more is submitted, tasks in
+    flight are cancelled). With no worker left for :data:`NO_WORKER_SECONDS` it raises
+    :class:`ClusterLost`. The wait polls, so Ctrl-C always stops it at once.
     """
     dist = _distributed()
-    pending = iter(chunks_of(todo, batch_size, warm_start))
+    pending = iter(chunks)
     futures: dict = {}
-    queue = dist.as_completed()
+    attempts: dict[int, int] = {}  # first slice of a chunk -> tries so far
+
+    def submit(chunk: list[int]) -> None:
+        attempts[chunk[0]] = attempts.get(chunk[0], 0) + 1
+        fut = client.submit(restore_slices, config, [make_args(i) for i in chunk], channel_axis=channel_axis,
+                            device=device, threads=threads, batch_size=batch_size, warm_start=warm_start,
+                            pure=False, key=f"napari-dip-slices-{chunk[0]}-{os.urandom(4).hex()}")
+        futures[fut] = chunk
 
     def submit_more() -> None:
         room = max(2, 2 * sum(client.nthreads().values())) - len(futures)
         for chunk in itertools.islice(pending, max(room, 0)):
-            fut = client.submit(restore_slices, config, [make_args(i) for i in chunk], channel_axis=channel_axis,
-                                device=device, threads=threads, batch_size=batch_size, warm_start=warm_start,
-                                retries=retries, pure=False,
-                                key=f"napari-dip-slices-{chunk[0]}-{os.urandom(4).hex()}")
-            futures[fut] = chunk
-            queue.add(fut)
+            submit(chunk)
 
     submit_more()
+    alone_since = None
     try:
-        for fut in queue:
-            chunk = futures.pop(fut)
-            if fut.status != "finished":
-                err = fut.exception()
+        while futures:
+            try:
+                finished = dist.wait(list(futures), timeout=POLL_SECONDS, return_when="FIRST_COMPLETED").done
+            except TimeoutError:
+                finished = set()
+            if not finished:
+                if client.nthreads():
+                    alone_since = None
+                elif alone_since is None:
+                    alone_since = time.monotonic()
+                elif time.monotonic() - alone_since > NO_WORKER_SECONDS:
+                    raise ClusterLost(f"no Dask worker has been left for {NO_WORKER_SECONDS:.0f} s (they died or "
+                                      "were stopped); finished slices are kept: start workers again and "
+                                      "rerun the same command to resume")
+                continue
+            for fut in finished:
+                chunk = futures.pop(fut)
+                if fut.status == "finished":
+                    results, info = fut.result()
+                    for i, (output, record) in zip(chunk, results):
+                        on_result(i, output, record, info)
+                    continue
+                if attempts[chunk[0]] <= retries:
+                    submit(chunk)
+                    continue
+                error = _failure(fut, attempts[chunk[0]])
                 for i in chunk:
-                    on_failure(i, f"{type(err).__name__}: {err}")
-            else:
-                results, info = fut.result()
-                for i, (output, record) in zip(chunk, results):
-                    on_result(i, output, record, info)
+                    on_failure(i, error)
+                return
             submit_more()
     finally:
-        client.cancel(list(futures))
+        if futures:
+            client.cancel(list(futures))
+
+
+def _failure(fut, attempts: int) -> str:
+    """One line: why a task failed, and how often it was tried."""
+    err = fut.exception()
+    text = " ".join(str(err).split())
+    if type(err).__name__ == "KilledWorker":
+        text = f"its worker died each time (out of memory, killed or crashed): {text}"
+    return f"{type(err).__name__}: {text} (after {attempts} attempt(s))"

@@ -50,30 +50,36 @@ def dip_settings(args: argparse.Namespace) -> dict:
 
 
 def add_volume_options(p: argparse.ArgumentParser) -> None:
-    """--axis, --slices, --dtype, --workers, --scheduler, --retries, --restart, --batch-size, --warm-start."""
+    """--axis, --slices, --dtype, --workers, --scheduler, --retries, --restart, --wait, --batch-size, --warm-start."""
     g = p.add_argument_group("volumes and batches")
     g.add_argument("--axis", help="slicing axis of a volume: an index, or axial/coronal/sagittal (NIfTI); "
                                   "default: axial for NIfTI, the first of Z, Y, X otherwise")
-    g.add_argument("--slices", metavar="A:B", help="restore only slices A..B-1 along the axis "
-                                                   "(the others are copied through unchanged)")
+    g.add_argument("--slices", metavar="A:B", help="restore only these slices along the axis: A:B (slices "
+                                                   "A..B-1), indices and ranges separated by commas (3,7,10:12) "
+                                                   "or middle; the others are copied through unchanged")
     g.add_argument("--dtype", default="float32", choices=("float32", "input"),
                    help="output type: float32 (default) or the input's (NIfTI: with scaling)")
     g.add_argument("--workers", type=int, help="run slices on a local Dask cluster of N worker processes")
     g.add_argument("--scheduler", metavar="ADDRESS", help="run slices on an existing Dask cluster "
                                                           "(e.g. tcp://host:8786)")
-    g.add_argument("--retries", type=int, default=2, help="retries of a failed slice on a cluster (default 2)")
+    g.add_argument("--retries", type=int, default=2,
+                   help="retries of a failed task (an error, or its worker died) on a cluster (default 2); "
+                        "a slice that still fails stops the run")
     g.add_argument("--restart", action="store_true",
                    help="ignore finished slices from an earlier run instead of resuming")
+    g.add_argument("--wait", action="store_true",
+                   help="if another run is writing the same output, wait for it to end instead of refusing")
     g.add_argument("--batch-size", type=_batch_size, default=1, metavar="N",
                    help="slices fitted at once as independent networks: a number, or auto (as many as "
-                        "memory allows; on a CPU up to 2^17 pixels, so it pays for small slices). Default 1: "
-                        "each slice's result then depends on nothing but the slice and the settings, so "
-                        "resumed and distributed runs give the same volume")
+                        "memory allows; on a CPU up to 2^17 pixels, so it pays for small slices), resolved once "
+                        "per run. Default 1. Results depend on it (and on torch's thread count), so it is part "
+                        "of what a resumed run must match")
     g.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=False,
                    help="fit the first slice cold, then start each batch from the weights fitted to the "
                         "slice before it and stop each slice when its data fit matches the first slice's "
-                        "(about a third of the iterations per slice, at cold quality on EM and MRI stacks). Default: off, "
-                        "so that resumed and distributed runs give the same volume")
+                        "(about a third of the iterations per slice, at cold quality on EM and MRI stacks). Slices "
+                        "go in fixed chunks of one cold slice and 4 batches, the same in resumed and "
+                        "distributed runs. Default: off")
 
 
 def _batch_size(text: str) -> int | None:
@@ -128,7 +134,13 @@ class VolumeProgress:
 
     def __call__(self, event) -> None:
         from ..api import SliceDone, SliceProgress
-        from ..batch import SliceFailed, VolumeStart
+        from ..batch import Notice, SliceFailed, VolumeStart
+        if isinstance(event, Notice):  # shown even with --quiet: it is about the results
+            if self.bar is not None:
+                self.bar.write(f"{self.task}: note: {event.text}", file=self.stream)
+            else:
+                print(f"{self.task}: note: {event.text}", file=self.stream, flush=True)
+            return
         if self.quiet:
             return
         if isinstance(event, VolumeStart):

@@ -73,6 +73,7 @@ def parse_channels(text: str) -> int | tuple[int, ...]:
 
 def read_input(path: str, axis: str, slice_arg: str | None):
     """Read IN; for a volume pick one slice. Returns (image, metadata, in-plane spacing or None)."""
+    from ..arrays import parse_slices
     from ..io import plane_axis, read_image
     image, meta = read_image(path)
     spatial = image.ndim - (meta.channel_axis is not None)
@@ -82,9 +83,10 @@ def read_input(path: str, axis: str, slice_arg: str | None):
         raise ValueError(f"{Path(path).name} is a volume of shape {image.shape}; pick one slice with "
                          "--slice INDEX (or --slice middle) and --axis")
     ax = plane_axis(meta, axis) % image.ndim
-    index = image.shape[ax] // 2 if slice_arg == "middle" else int(slice_arg)
-    if not 0 <= index < image.shape[ax]:
-        raise ValueError(f"--slice {index} is out of range 0..{image.shape[ax] - 1} along axis {ax}")
+    chosen = parse_slices(slice_arg, image.shape[ax], name="--slice")
+    if len(chosen) != 1:
+        raise ValueError(f"--slice {slice_arg!r} selects {len(chosen)} slices; the decoder fits one (an index or middle)")
+    index = chosen[0]
     spacing = None if not meta.spacing else tuple(s for i, s in enumerate(meta.spacing) if i != ax)[-2:]
     return np.take(image, index, axis=ax), None, spacing
 

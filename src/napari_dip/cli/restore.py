@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 
 from ..io import ImageMeta, read_image, write_image
-from .baseline import add_noise_options
 from .common import (VolumeProgress, add_dip_options, add_shared_options, add_volume_options, dip_settings,
                      progress_bar, write_report)
 
@@ -32,8 +31,6 @@ def register(sub) -> None:
             p.add_argument("--mask", required=True, help="mask: non-zero = known pixel, 0 = to fill; "
                                                          "one slice's shape or the whole input's")
         add_shared_options(p)
-        if name == "denoise":
-            add_noise_options(p, default="gaussian")
         add_dip_options(p)
         add_volume_options(p)
         p.set_defaults(func=run_task, task=name)
@@ -75,20 +72,20 @@ def _jobs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
 
 
 def run_task(args: argparse.Namespace) -> int:
-    from ..batch import open_client, process_volume
+    from ..batch import ClusterLost, open_client, process_volume
+    from . import UserError
     from ..core.task import make_config
 
     jobs = _jobs(args)
     config = make_config(args.task, preset=args.preset, factor=getattr(args, "factor", 1) or 1,
                          iterations=args.iterations, lr=args.lr, stop=args.stop, seed=args.seed,
-                         precision=args.precision, **dip_settings(args),
-                         **({"noise": args.noise, "noise_params": args.noise_params} if args.task == "denoise" else {}))
+                         precision=args.precision, **dip_settings(args))
     truth = read_image(args.ground_truth)[0] if args.ground_truth else None
     if args.stop == "oracle" and truth is None:
         raise ValueError("--stop oracle needs --ground-truth (it is for evaluation only)")
     mask = _read_mask(args.mask) if args.task == "inpaint" else None
     command = {k: getattr(args, k) for k in ("axis", "slices", "dtype", "workers", "scheduler", "retries",
-                                              "restart", "channel_axis", "batch_size", "warm_start")}
+                                              "restart", "wait", "channel_axis", "batch_size", "warm_start")}
     progress = VolumeProgress(args.task, quiet=args.quiet)
     reports, failures = [], []
     try:
@@ -102,9 +99,13 @@ def run_task(args: argparse.Namespace) -> int:
                                             device=args.device, dtype=args.dtype, client=client,
                                             retries=args.retries, threads=threads, restart=args.restart,
                                             on_event=progress, batch_size=args.batch_size,
-                                            warm_start=args.warm_start)
+                                            warm_start=args.warm_start, wait=args.wait)
+                except ClusterLost as err:  # no input can go on without workers
+                    raise UserError(str(err)) from None
                 except Exception as err:  # one bad input must not stop the others
                     if len(jobs) == 1:
+                        if isinstance(err, OSError) and not isinstance(err, (FileNotFoundError, PermissionError)):
+                            raise UserError(_reason(err)) from None  # e.g. the disk filled up
                         raise
                     progress.close()
                     failures.append({"input": str(src.resolve()), "output": str(out.resolve()),
@@ -159,6 +160,9 @@ def _print_summary(report: dict) -> None:
         line += (f"; PSNR {np.mean([s['psnr_input'] for s in with_gt]):.2f} -> "
                  f"{np.mean([s['psnr'] for s in with_gt]):.2f} dB")
     print(line)
+    if report["redone_slices"]:
+        print(f"  {len(report['redone_slices'])} slice(s) fitted again (see the notes above and "
+              "redone_slices in the report)")
     for failure in report["failed_slices"]:
         print(f"  slice {failure['slice']} FAILED: {failure['error']}")
     if report["complete"]:

@@ -86,6 +86,7 @@ def select_slices(image, meta, axis: str, spec: str | None, channel_axis: int | 
     """{index: 2D image} for the slices to run (the image itself, as slice 0, when 2D)."""
     import numpy as np
 
+    from ..arrays import parse_slices
     from ..io import plane_axis
     spatial = image.ndim - (channel_axis is not None)
     if spatial <= 2:
@@ -93,19 +94,7 @@ def select_slices(image, meta, axis: str, spec: str | None, channel_axis: int | 
     if spatial > 3:
         raise ValueError(f"sweep takes 2D images or 3D volumes, got shape {image.shape}")
     ax = plane_axis(meta, axis) % image.ndim
-    n = image.shape[ax]
-    if spec is None:
-        indices = list(range(n))
-    elif spec == "middle":
-        indices = [n // 2]
-    elif ":" in spec:
-        a, b = spec.split(":")
-        indices = list(range(int(a or 0), int(b or n)))
-    else:
-        indices = [int(t) for t in spec.split(",") if t.strip()]
-    bad = [i for i in indices if not 0 <= i < n]
-    if bad or not indices:
-        raise ValueError(f"--slices {spec!r} selects no valid slice of 0..{n - 1} along axis {ax}")
+    indices = parse_slices(spec, image.shape[ax], name="--slices")
     return {i: np.take(image, i, axis=ax) for i in indices}
 
 
