@@ -16,7 +16,12 @@ natural crops), ``superres`` (x4, Lanczos operator: zebra and ISBI), ``architect
 (skip vs residual U-Net on the denoising crops), ``presets`` (paper vs fast, oracle, on ISBI
 and MRI crops), ``stopping`` (several automatic settings scored on the denoising fits),
 ``decoder`` (Deep Decoder fitting of whole axial MRI slices with the MRI report's best setting,
-k 96, l 6, s 8, blurred code; 5000 iterations unless ``--iterations``).
+k 96, l 6, s 8, blurred code; 5000 iterations unless ``--iterations``), ``realnoise`` (the W2S
+and FMD real-noise pairs: classical baselines at full size and on centre crops, DIP rows
+``--realnoise-rows`` on ``--realnoise-crop`` centre crops, noise models estimated on the full
+images, PSNR/SSIM after an affine fit to the clean average; see docs/real-noise.md) and
+``isbi-panel`` (an ISBI section's own noise: noisy, VST+BM3D and DIP with ``noise='auto'``
+side by side in ``real_noise_isbi.png``).
 """
 from __future__ import annotations
 
@@ -30,7 +35,8 @@ from pathlib import Path
 import numpy as np
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-EXPERIMENTS = ("denoise", "superres", "architecture", "presets", "stopping", "decoder")
+EXPERIMENTS = ("denoise", "superres", "architecture", "presets", "stopping", "decoder", "realnoise",
+               "isbi-panel")
 DECODER = {"channels": 96, "blocks": 6, "scale": 8, "code": "blurred"}  # the MRI report's best
 TV_WEIGHTS = (0.02, 0.05, 0.1, 0.2)
 COLUMNS = ("experiment", "image", "kind", "crop", "degradation", "method", "preset", "architecture",
@@ -280,6 +286,173 @@ def stopping_grid(base) -> list:
     return list(dict.fromkeys(grid))
 
 
+# ---- real noise (experiment "realnoise") -------------------------------------------------
+REALNOISE_MODES = ("classical", "gaussian", "vst", "vst-mse", "gaussian-nll")
+DIP_LABELS = {"gaussian": "DIP Gaussian MSE", "vst": "DIP VST domain (GAT, MSE, exact inverse)",
+              "vst-mse": "DIP vst-mse loss", "gaussian-nll": "DIP gaussian-nll loss"}
+W2S_PAIRS = ("020_1", "044_0", "077_2")
+
+
+@dataclass
+class Pair:
+    """A real noisy image and its clean average, both (H, W) float in 8-bit units."""
+
+    name: str
+    noisy: np.ndarray
+    clean: np.ndarray
+
+
+def fluo_pairs(data: Path, crop: int | None = None) -> list[Pair]:
+    """The three W2S pairs and the FMD pair; ``crop``: a centred crop x crop window."""
+    import imageio.v3 as iio
+    fluo = data / "fluo"
+    files = [(f"w2s-{k}", fluo / "w2s" / f"input_avg1_{k}.tif", fluo / "w2s" / f"target_avg400_{k}.tif")
+             for k in W2S_PAIRS]
+    files.append(("fmd-confocal-fish3", fluo / "fmd" / "Confocal_FISH_3.png", fluo / "fmd" / "gt_Confocal_FISH_3.png"))
+    pairs = []
+    for name, noisy, clean in files:
+        y, x = (iio.imread(p).astype(np.float64) for p in (noisy, clean))
+        if crop:
+            top, left = (y.shape[0] - crop) // 2, (y.shape[1] - crop) // 2
+            y, x = y[top:top + crop, left:left + crop], x[top:top + crop, left:left + crop]
+        pairs.append(Pair(name, y, x))
+    return pairs
+
+
+def estimate_model(pair: Pair):
+    """The noise model of a pair's noisy image (8-bit units)."""
+    from napari_dip.core.noise_estimate import estimate_noise
+    return estimate_noise(pair.noisy).model
+
+
+def affine_score(out: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
+    """PSNR and SSIM (images scaled by 1/255) after the least-squares affine map of ``out``
+    onto ``clean``: the noisy and clean images were each scaled to 8 bits on their own."""
+    design = np.stack([out.ravel(), np.ones(out.size)], 1)
+    coef, *_ = np.linalg.lstsq(design, clean.ravel(), rcond=None)
+    mapped = (design @ coef).reshape(out.shape) / 255
+    return score(mapped[None], (clean / 255)[None])
+
+
+def realnoise_classical(pairs: list[Pair], crop_text: str, full: list[Pair] | None = None) -> list[dict]:
+    """Noisy input; NLM and BM3D with one sigma (a Gaussian model estimated from the image);
+    VST+NLM and VST+BM3D with the estimated Poisson-Gaussian model (napari_dip.baselines).
+    ``full``: the whole images the models are estimated from when ``pairs`` are crops."""
+    from napari_dip.baselines import denoise_slice
+    from napari_dip.core.noise_estimate import estimate_noise
+    rows = []
+    for pair, whole in zip(pairs, full or pairs):
+        model = estimate_noise(whole.noisy).model
+        gauss = estimate_noise(whole.noisy, "gaussian").model
+        base = {"experiment": "realnoise", "image": pair.name, "kind": "fluorescence", "crop": crop_text,
+                "degradation": "real (one frame)", "preset": "", "architecture": "", "iterations": "",
+                "stop_iteration": ""}
+        outs = [("noisy input", "", lambda: pair.noisy)]
+        for method, name in (("nlm", "non-local means"), ("vst-bm3d", "BM3D")):
+            outs.append((f"{name} (one sigma)", f"estimated sigma {gauss.sigma:.2f} (8-bit units)",
+                         lambda m=method: denoise_slice(pair.noisy, m, gauss)))
+            outs.append((f"VST+{name}", f"GAT with estimated {_model_text(model)}, exact unbiased inverse",
+                         lambda m=method: denoise_slice(pair.noisy, m, model)))
+        for method, settings, run in outs:
+            t = time.perf_counter()
+            out = run()
+            secs = time.perf_counter() - t
+            p, q = affine_score(out, pair.clean)
+            rows.append({**base, "method": method, "psnr": p, "ssim": q, "seconds": secs, "settings": settings})
+    return rows
+
+
+def _model_text(model) -> str:
+    return f"{model.kind} a {model.a:.3g}, b {model.b:.3g} (8-bit units)"
+
+
+def realnoise_dip(pairs: list[Pair], mode: str, config, crop_text: str, models=None, every: int = 10) -> list[dict]:
+    """DIP on the pairs in one batch: ``gaussian`` (MSE on the image scaled by 1/255, today's
+    default), ``vst`` (MSE on the generalised-Anscombe transform with the estimated model,
+    back by the exact unbiased inverse), or a noise-model loss on the image scaled by 1/255
+    with the estimated model (``vst-mse``, ``gaussian-nll``: napari_dip.core.noise_losses). Oracle: the best affine PSNR over outputs taken
+    every ``every`` iterations; auto: what the automatic rule returns. ``models``: the noise
+    models (8-bit units; default: estimated from ``pairs``), e.g. estimated on the full images
+    when the pairs are crops."""
+    import torch
+    from napari_dip.core.fit import fit
+    from napari_dip.core.stopping import EvaluationStop
+    from napari_dip.core.task import build_problem
+    from napari_dip.core.noise_domain import IntensityDomain, VstDomain
+    models = models or [estimate_model(p) for p in pairs]
+    domains = [VstDomain.of(p.noisy, m) if mode == "vst" else IntensityDomain(0.0, 255.0, m.rescaled(0.0, 255.0))
+               for p, m in zip(pairs, models)]
+    observed = torch.from_numpy(np.stack([d.to_fit(p.noisy)[None] for d, p in zip(domains, pairs)]))
+    truth = torch.from_numpy(np.stack([d.to_fit(p.clean)[None] for d, p in zip(domains, pairs)]).astype(np.float32))
+    cfg = replace(config, fit=replace(config.fit, preview_every=every))
+    extra = {}
+    if mode in ("vst-mse", "gaussian-nll"):
+        from napari_dip.core.noise_losses import noise_loss
+        extra["loss"] = noise_loss(mode, [d.model for d in domains])
+    problem = build_problem(cfg, observed, seeds=[cfg.seed] * len(pairs), ground_truth=truth, **extra)
+    rule = EvaluationStop(len(pairs), [cfg.stopping])
+    gen = fit(problem, cfg.fit, rule, device=torch.device("cpu"))
+    best = [(-np.inf, 0.0, 0) for _ in pairs]
+    start = time.perf_counter()
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            result = stop.value
+            break
+        if event.preview is not None:
+            for g, (d, p) in enumerate(zip(domains, pairs)):
+                s = affine_score(d.back(event.preview[g, 0]), p.clean)
+                if s[0] > best[g][0]:
+                    best[g] = (*s, event.iteration)
+    seconds = time.perf_counter() - start
+    auto = rule.autos[0]
+    out, detected = auto.result()
+    rows = []
+    label = DIP_LABELS[mode]
+    for g, (d, p, m) in enumerate(zip(domains, pairs, models)):
+        settings = (f"{cfg.preset} preset, max {cfg.fit.iterations} it, seed {cfg.seed}, {cfg.fit.precision}, "
+                    f"batch of {len(pairs)}" + ("" if mode == "gaussian" else f", estimated {_model_text(m)}"))
+        end = int(auto.stopped_at[g]) or result.iterations
+        base = {"experiment": "realnoise", "image": p.name, "kind": "fluorescence", "crop": crop_text,
+                "degradation": "real (one frame)", "preset": cfg.preset, "architecture": cfg.architecture}
+        rows.append({**base, "method": f"{label} oracle", "iterations": result.iterations,
+                     "stop_iteration": best[g][2], "psnr": best[g][0], "ssim": best[g][1],
+                     "seconds": seconds / len(pairs), "settings": settings + f", best affine PSNR every {every} it"})
+        ap, aq = affine_score(d.back(out[g, 0].numpy()), p.clean)
+        rows.append({**base, "method": f"{label} auto", "iterations": end, "stop_iteration": detected[g],
+                     "psnr": ap, "ssim": aq, "seconds": seconds / len(pairs) * end / result.iterations,
+                     "settings": settings + f", {_stop_text(cfg.stopping)}"})
+    return rows
+
+
+def isbi_panel(data: Path, out: Path, crop: int, config, section: int = 15) -> dict:
+    """Before/after panel for an ISBI section's own noise (no ground truth): the centre crop,
+    BM3D with the estimated model and DIP with ``noise='auto'``, side by side in one PNG."""
+    import imageio.v3 as iio
+    import tifffile
+    from napari_dip.api import run
+    from napari_dip.baselines import denoise_slice
+    from napari_dip.core.fit import drain
+    from napari_dip.core.noise_estimate import estimate_noise
+    stack = tifffile.imread(data / "em" / "isbi2012_train_volume.tif")
+    top = (stack.shape[1] - crop) // 2
+    noisy = stack[section, top:top + crop, top:top + crop]
+    model = estimate_noise(noisy.astype(np.float64)).model
+    t = time.perf_counter()
+    bm3d = denoise_slice(noisy, "vst-bm3d", model)
+    bm3d_s = time.perf_counter() - t
+    dip, report = drain(run(replace(config, noise=replace(config.noise, noise="auto")), noisy, device="cpu"))
+    gap = np.full((crop, 8), 255, np.uint8)
+    tiles = [noisy, np.clip(np.rint(bm3d), 0, 255).astype(np.uint8), np.clip(np.rint(dip), 0, 255).astype(np.uint8)]
+    out.mkdir(parents=True, exist_ok=True)
+    iio.imwrite(out / "real_noise_isbi.png", np.concatenate([tiles[0], gap, tiles[1], gap, tiles[2]], 1))
+    record = report["slices"][0]
+    return {"section": section, "crop": crop, "model": model.as_dict(), "bm3d_seconds": bm3d_s,
+            "dip_stop_iteration": record["stop_iteration"], "dip_iterations": record["iterations"],
+            "dip_seconds": record["seconds"], "dip_noise": record.get("noise")}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--experiments", nargs="+", default=["denoise", "superres"], choices=EXPERIMENTS)
@@ -292,6 +465,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="noise and network seed")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"),
                         help="arithmetic of the fits (default fp32, so batch size does not change it)")
+    parser.add_argument("--realnoise-rows", nargs="*", default=list(REALNOISE_MODES), choices=REALNOISE_MODES,
+                        help="rows of the realnoise experiment: classical baselines and DIP variants (default: all)")
+    parser.add_argument("--realnoise-crop", type=int, default=256,
+                        help="centre crop of the DIP rows of realnoise (0: full 512x512; default 256)")
     parser.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
     parser.add_argument("--out", type=Path, default=Path("quality-results"), help="folder for CSV and markdown")
     args = parser.parse_args(argv)
@@ -348,6 +525,24 @@ def main(argv: list[str] | None = None) -> int:
             rows += baseline_rows(crop, [("bicubic", "torch bicubic", bicubic(lr, args.factor),
                                           time.perf_counter() - t)], crop.image, base)
         rows += dip_rows(crops, config, run_dip(config, low, [c.image for c in crops]), base)
+    if "realnoise" in want:
+        crop = args.realnoise_crop or None
+        if "classical" in args.realnoise_rows:
+            rows += realnoise_classical(fluo_pairs(args.data), "512x512")
+            if crop:
+                rows += realnoise_classical(fluo_pairs(args.data, crop), f"{crop}x{crop} centre",
+                                            fluo_pairs(args.data))
+        config = make_config("denoise", preset=args.preset, iterations=args.iterations, seed=args.seed,
+                             precision=args.precision)
+        models = [estimate_model(p) for p in fluo_pairs(args.data)]  # the full images'
+        for mode in [m for m in args.realnoise_rows if m != "classical"]:
+            rows += realnoise_dip(fluo_pairs(args.data, crop), mode, config,
+                                  f"{crop}x{crop} centre" if crop else "512x512", models)
+    if "isbi-panel" in want:
+        config = make_config("denoise", preset=args.preset, iterations=args.iterations, seed=args.seed,
+                             precision=args.precision)
+        info = isbi_panel(args.data, args.out, args.realnoise_crop or 512, config)
+        print("isbi panel:", info)
     if "decoder" in want:
         rows += decoder_rows(mri_slices(args.data, args.slices), args.iterations or 5000, args.seed,
                              args.precision)
@@ -376,6 +571,19 @@ def summary(rows: list[dict]) -> list[str]:
     return lines
 
 
+def realnoise_summary(rows: list[dict]) -> list[str]:
+    """Median affine-fitted PSNR per method and crop over the real-noise pairs (W2S alone too)."""
+    lines = []
+    rn = [r for r in rows if r["experiment"] == "realnoise"]
+    for crop in dict.fromkeys(r["crop"] for r in rn):
+        for method in dict.fromkeys(r["method"] for r in rn if r["crop"] == crop):
+            part = [r for r in rn if r["crop"] == crop and r["method"] == method]
+            w2s = [r["psnr"] for r in part if r["image"].startswith("w2s")]
+            lines.append(f"- realnoise {crop}, {method}: median PSNR {statistics.median(r['psnr'] for r in part):.2f} dB "
+                         f"over {len(part)} pairs" + (f", W2S median {statistics.median(w2s):.2f} dB" if w2s else ""))
+    return lines
+
+
 def write_outputs(out: Path, rows: list[dict], seconds: float, args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "quality.csv", "w", newline="") as fh:
@@ -385,7 +593,7 @@ def write_outputs(out: Path, rows: list[dict], seconds: float, args) -> None:
     lines = ["# Quality harness results", "",
              f"Command: `python benchmarks/quality.py {' '.join(_argv_text(args))}`; total "
              f"{seconds / 60:.1f} min on this machine (1 torch thread).", ""]
-    lines += summary(rows) + [""]
+    lines += summary(rows) + realnoise_summary(rows) + [""]
     for exp in EXPERIMENTS:
         part = [r for r in rows if r["experiment"] == exp]
         if not part:
@@ -398,8 +606,10 @@ def write_outputs(out: Path, rows: list[dict], seconds: float, args) -> None:
 
 
 def _argv_text(args) -> list[str]:
+    real = (["--realnoise-crop", str(args.realnoise_crop), "--realnoise-rows", *args.realnoise_rows]
+            if set(args.experiments) & {"realnoise", "isbi-panel"} else [])
     return ["--experiments", *args.experiments, "--crop", str(args.crop), "--slices", str(args.slices)] + (
-        ["--iterations", str(args.iterations)] if args.iterations else [])
+        ["--iterations", str(args.iterations)] if args.iterations else []) + real
 
 
 def _cell(v) -> str:

@@ -102,6 +102,10 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
     (:class:`~napari_dip.core.stopping.DataFitStop`; with ``stop='oracle'`` warm slices keep
     the oracle); warm fits ramp their learning rate up over :data:`WARM_LR_RAMP` iterations
     (unless ``config.fit.lr_ramp`` sets a ramp).
+
+    ``config.noise`` (denoising; see :mod:`napari_dip.core.noise_setup`): with a noise model,
+    each slice's model is estimated from the slice in the input's units (or given), carried
+    into the fit's units and used as its loss; each slice's record gives its model.
     """
     image = check_image(image, "image", channel_axis)
     warm_start = config.warm_start if warm_start is None else bool(warm_start)
@@ -155,7 +159,9 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
         gt_t = None if gt is None else torch.from_numpy(np.stack(
             [pad_reflect(intensity.to_unit(gt[i]), ph * factor, pw * factor) for i in batch]))
         msk_t = None if msk is None else torch.from_numpy(np.stack([pad_reflect(msk[i], ph, pw) for i in batch]))
-        problem = build_problem(config, obs_t, seeds=[config.seed] * n, mask=msk_t, ground_truth=gt_t)
+        models = [config.noise.model(src[i]) for i in batch] if config.noise.modelled else None
+        loss = config.noise.loss_for([m for m, _ in models], intensity.offset, intensity.scale) if models else None
+        problem = build_problem(config, obs_t, seeds=[config.seed] * n, mask=msk_t, ground_truth=gt_t, loss=loss)
         warm = previous is not None
         if warm:
             copy_problem(previous[0], previous[1] - 1, previous[1], problem.network)
@@ -172,9 +178,13 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
         report.setdefault("parameters", result.parameters)
         for g, index in enumerate(batch):
             restored = result.output[g, :, : h * factor, : w * factor]
+            if models:
+                restored = config.noise.finish(restored, models[g][0], intensity.offset, intensity.scale)
             truth = None if gt is None else intensity.to_unit(gt[index])
             record = _slice_record(index, g, result, restored, obs[g], truth, config)
             record.update(batch=n, warm_start=warm, precision=settings.precision, lr_ramp=settings.lr_ramp)
+            if models:
+                record.update(config.noise.record(*models[g]))
             if result.cancelled:
                 cancelled = True
                 record["partial"] = True
@@ -268,6 +278,8 @@ def _report_header(config: TaskConfig, dev, layout: Layout, intensity: Intensity
         "stopping": asdict(config.stopping),
         "network": {"type": type(config.network).__name__, **asdict(config.network)},
         "fit": asdict(config.fit), "device": str(dev), "torch": torch.__version__,
+        "noise": config.noise.noise, "noise_params": config.noise.params,
+        "noise_loss": config.noise.loss if config.noise.modelled else "mse",
         "napari_dip": __version__, "input_shape": list(layout.shape),
         "channel_axis": layout.channel_axis, "fitted_size": list(fitted),
         "intensity": {"offset": intensity.offset, "scale": intensity.scale},
@@ -294,10 +306,12 @@ def _slice_record(index: int, g: int, result: FitResult, restored: np.ndarray, o
 def _restore(task: str, image, *, factor: int = 1, mask=None, preset=None, iterations=None, lr=None,
              stop="auto", ground_truth=None, seed=0, device="auto", channel_axis=None, precision=None,
              network=None, code=None, architecture=None, stopping=None, return_report=False,
-             callback=None, cancel=None, batch_size=None, warm_start=None, parallel=None):
+             callback=None, cancel=None, batch_size=None, warm_start=None, parallel=None,
+             noise="gaussian", noise_params=None):
     config = make_config(task, preset=preset, factor=factor, iterations=iterations, lr=lr, stop=stop,
                          seed=seed, precision=precision, network=network, code=code,
-                         architecture=architecture, stopping=stopping, parallel=parallel)
+                         architecture=architecture, stopping=stopping, parallel=parallel,
+                         noise=noise, noise_params=noise_params)
     if config.stop == "oracle" and ground_truth is None:
         raise ValueError("stop='oracle' needs ground_truth (it is for evaluation only)")
     gen = run(config, image, channel_axis=channel_axis, mask=mask, ground_truth=ground_truth,
@@ -319,7 +333,10 @@ _DOC_OPTIONS = """
     (slices fitted at once; default automatic), ``warm_start`` (start each batch of slices
     from the weights fitted to the slice before; default: on for denoising, off for the other
     tasks), ``parallel`` (groups of a batch fitted at the same time, one thread each; default:
-    one per torch thread on the CPU).
+    one per torch thread on the CPU), ``noise`` (denoising: 'gaussian', 'auto',
+    'poisson-gaussian', 'poisson', 'rician'; see :mod:`napari_dip.core.noise_setup`) and
+    ``noise_params`` ((a, b) of variance = a * x + b in the input's units instead of an
+    estimate per slice).
 
     Returns float32 in the input's intensity units; nD stacks are processed slice by slice
     over the axes before Y, X (and the channel axis).

@@ -31,8 +31,17 @@ def require_bm3d():
     return bm3d
 
 
+def require_skimage():
+    """scikit-image's restoration module, or one ImportError naming the fix."""
+    try:
+        from skimage import restoration
+    except ImportError:
+        raise ImportError("the nlm baseline needs scikit-image: pip install 'napari-dip[baselines]'") from None
+    return restoration
+
+
 def _nlm(z: np.ndarray, sigma: float) -> np.ndarray:
-    from skimage.restoration import denoise_nl_means
+    denoise_nl_means = require_skimage().denoise_nl_means
     return denoise_nl_means(z, h=0.8 * sigma, sigma=sigma, patch_size=5, patch_distance=6, fast_mode=True)
 
 
@@ -67,8 +76,7 @@ def denoise_baseline(image, method: str = "vst-bm3d", *, noise: str = "auto",
         raise ValueError(f"unknown baseline {method!r}; choose one of {', '.join(BASELINES)}")
     if noise not in NOISE_CHOICES:
         raise ValueError(f"unknown noise model {noise!r}; choose one of {', '.join(NOISE_CHOICES)}")
-    if method == "vst-bm3d":
-        require_bm3d()  # before any work
+    require_bm3d() if method == "vst-bm3d" else require_skimage()  # before any work
     image = check_image(image, "image", channel_axis)
     layout = layout_of(image, channel_axis)
     given = None if noise_params is None else model_from_params(noise, *noise_params)

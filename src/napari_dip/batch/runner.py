@@ -71,6 +71,7 @@ def process_volume(config, image: np.ndarray, meta: ImageMeta, output: str | Pat
     wanted = cut.flat_indices(along)
     factor = config.factor
     intensity = Intensity.of(colour)
+    config = replace(config, noise=config.noise.rescaled(intensity.offset, intensity.scale))  # fits see unit
     unit = intensity.to_unit(np.ascontiguousarray(cut.view(colour)))
     mask_u = _view_mask(mask, colour, cut)
     truth_u = _view_truth(ground_truth, cut, factor, intensity)

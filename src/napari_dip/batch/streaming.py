@@ -64,6 +64,7 @@ def process_zarr(config, image, meta: ImageMeta, output: str | Path, *, axis: in
     full_mask = mask_covers_image(mask, image.shape, cut)
     check_truth(ground_truth, cut, factor)
     intensity, digest = scan(image, "image", channel_axis)
+    config = replace(config, noise=config.noise.rescaled(intensity.offset, intensity.scale))  # fits see unit
     out_type = cast_output(np.zeros(1, np.float32), meta, dtype).dtype
     slice_channel = None if cut.channel_axis is None else 0
 

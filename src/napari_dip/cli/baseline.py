@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..baselines import BASELINES, denoise_baseline, require_bm3d
+from ..baselines import BASELINES, denoise_baseline, require_bm3d, require_skimage
 from ..core.noise import NOISE_CHOICES, parse_noise_params
 from ..io import read_image, write_image
 from .common import write_report
@@ -28,11 +28,11 @@ def register(sub) -> None:
     p.set_defaults(func=run_baseline)
 
 
-def add_noise_options(p: argparse.ArgumentParser) -> None:
+def add_noise_options(p: argparse.ArgumentParser, default: str = "auto") -> None:
     """--noise and --noise-params."""
-    p.add_argument("--noise", default="auto", choices=NOISE_CHOICES,
-                   help="noise model: auto (chosen per slice by goodness of fit, default), gaussian, "
-                        "poisson-gaussian, poisson or rician")
+    p.add_argument("--noise", default=default, choices=NOISE_CHOICES,
+                   help=f"noise model: auto (chosen per slice by goodness of fit), gaussian, poisson-gaussian, "
+                        f"poisson or rician (MRI magnitude); default {default}")
     p.add_argument("--noise-params", type=_params, metavar="A,B",
                    help="variance = A * intensity + B in the input's units (e.g. camera gain and read "
                         "noise variance), instead of estimating them")
@@ -46,8 +46,7 @@ def _params(text: str) -> tuple[float, float]:
 
 
 def run_baseline(args: argparse.Namespace) -> int:
-    if args.method == "vst-bm3d":
-        require_bm3d()  # one line before reading anything
+    require_bm3d() if args.method == "vst-bm3d" else require_skimage()  # one line before reading anything
     image, meta = read_image(args.input)
     channel_axis = args.channel_axis if args.channel_axis is not None else meta.channel_axis
     out, report = denoise_baseline(image, args.method, noise=args.noise, noise_params=args.noise_params,

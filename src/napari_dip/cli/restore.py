@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import ImageMeta, read_image, write_image
+from .baseline import add_noise_options
 from .common import (VolumeProgress, add_dip_options, add_shared_options, add_volume_options, dip_settings,
                      progress_bar, write_report)
 
@@ -31,6 +32,8 @@ def register(sub) -> None:
             p.add_argument("--mask", required=True, help="mask: non-zero = known pixel, 0 = to fill; "
                                                          "one slice's shape or the whole input's")
         add_shared_options(p)
+        if name == "denoise":
+            add_noise_options(p, default="gaussian")
         add_dip_options(p)
         add_volume_options(p)
         p.set_defaults(func=run_task, task=name)
@@ -79,7 +82,8 @@ def run_task(args: argparse.Namespace) -> int:
     jobs = _jobs(args)
     config = make_config(args.task, preset=args.preset, factor=getattr(args, "factor", 1) or 1,
                          iterations=args.iterations, lr=args.lr, stop=args.stop, seed=args.seed,
-                         precision=args.precision, **dip_settings(args))
+                         precision=args.precision, **dip_settings(args),
+                         **({"noise": args.noise, "noise_params": args.noise_params} if args.task == "denoise" else {}))
     truth = read_image(args.ground_truth)[0] if args.ground_truth else None
     if args.stop == "oracle" and truth is None:
         raise ValueError("--stop oracle needs --ground-truth (it is for evaluation only)")

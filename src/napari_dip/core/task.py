@@ -10,6 +10,7 @@ from . import operators
 from .fit import FitSettings, Problem
 from .inputs import make_code
 from .losses import MSE, Loss
+from .noise_setup import NoiseSetup
 from .nets.factory import build_network
 from .presets import NETWORK_TYPES, get_preset
 from .stopping import STOP_RULES, StopSettings, make_stop_rule
@@ -31,6 +32,7 @@ class TaskConfig:
     stopping: StopSettings = field(default_factory=StopSettings)
     architecture: str = "skip"
     warm_start: bool = False  # a stack's later batches start from the previous slice's weights
+    noise: NoiseSetup = field(default_factory=NoiseSetup)  # denoising's noise model and loss
 
     def stop_rule(self, n_problems: int):
         return make_stop_rule(self.stop, n_problems, self.stopping)
@@ -42,7 +44,8 @@ def make_config(task: str, *, preset: str | None = None, factor: int = 1,
                 stop: str = "auto", seed: int = 0, precision: str | None = None,
                 preview_every: int | None = None, parallel: int | None = None, network: dict | Any | None = None,
                 code: str | None = None, architecture: str | None = None,
-                stopping: dict | StopSettings | None = None, warm_start: bool | None = None) -> TaskConfig:
+                stopping: dict | StopSettings | None = None, warm_start: bool | None = None,
+                noise: str = "gaussian", noise_params=None, noise_loss: str | None = None) -> TaskConfig:
     """Resolve a preset and the caller's overrides into a validated :class:`TaskConfig`.
 
     ``architecture`` picks the network: ``skip`` (default) or ``resunet`` (residual U-Net
@@ -50,6 +53,10 @@ def make_config(task: str, *, preset: str | None = None, factor: int = 1,
     in the preset's (skip: ``channels_down``, ``activation``...; resunet: ``channels``,
     ``dropout``...). ``stopping`` is a :class:`StopSettings` or a dict of its fields to
     change in the preset's (``variant``, ``window``, ``patience``, ``min_iterations``...).
+    ``noise`` ('gaussian', 'auto', 'poisson-gaussian', 'poisson', 'rician'), ``noise_params``
+    ((a, b) of variance = a * x + b in the data's units instead of estimating them per slice)
+    and ``noise_loss`` (the loss for modelled noise; default the benchmark's choice) are
+    denoising's noise model (:mod:`.noise_setup`).
     ``warm_start`` (default: the preset's; on for denoising) starts a stack's later batches
     from the weights fitted to the slice before them.
     """
@@ -84,7 +91,16 @@ def make_config(task: str, *, preset: str | None = None, factor: int = 1,
     net.validate()
     return TaskConfig(task=task, preset=p.name, network=net, fit=fit, code=code,
                       factor=factor, stop=stop, seed=seed, stopping=_stopping(p.stopping, stopping),
-                      architecture=arch, warm_start=p.warm_start if warm_start is None else bool(warm_start))
+                      architecture=arch, warm_start=p.warm_start if warm_start is None else bool(warm_start),
+                      noise=_noise(task, noise, noise_params, noise_loss))
+
+
+def _noise(task: str, noise: str, params, loss: str | None) -> NoiseSetup:
+    setup = NoiseSetup(noise, None if params is None else tuple(float(v) for v in params),
+                       **({} if loss is None else {"loss": loss}))
+    if setup.modelled and task != "denoise":
+        raise ValueError(f"noise models are for denoising; {task!r} fits use the squared error")
+    return setup
 
 
 def _stopping(base: StopSettings, change: dict | StopSettings | None) -> StopSettings:
