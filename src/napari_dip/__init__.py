@@ -7,10 +7,13 @@ def __getattr__(name):
     if name in ("denoise", "super_resolve", "inpaint"):
         from . import api
         return getattr(api, name)
+    if name == "estimate_cost":
+        from .estimate import estimate_cost
+        return estimate_cost
     if name == "fit_decoder":
         from .decoder import fit_decoder
         return fit_decoder
     raise AttributeError(f"module 'napari_dip' has no attribute {name!r}")
 
 
-__all__ = ["denoise", "super_resolve", "inpaint", "fit_decoder", "__version__"]
+__all__ = ["denoise", "super_resolve", "inpaint", "fit_decoder", "estimate_cost", "__version__"]
