@@ -41,6 +41,10 @@ def test_shuffle_net_batched_problems_match_single_ones():
 
 
 def test_shuffle_net_is_a_network_option_and_rejects_a_bad_factor():
+    config = make_config("denoise", architecture="shuffle")
+    assert isinstance(config.network, ShuffleSkipConfig) and config.architecture == "shuffle"
+    assert config.network.channels_down == (16, 32, 64, 128) and config.fit.precision == "fp32"
+    assert make_config("denoise").architecture == "skip"  # the base type is still the skip net
     config = make_config("denoise", network=ShuffleSkipConfig(**TINY))
     assert config.network.size_multiple == 8
     with pytest.raises(ValueError, match="shuffle must be"):

@@ -6,12 +6,13 @@ from typing import Any
 
 from .fit import FitSettings
 from .nets.resunet import ResUNetConfig
+from .nets.shuffle import ShuffleSkipConfig
 from .nets.skip import SkipConfig
 from .stopping import StopSettings
 
 TASKS = ("denoise", "superres", "inpaint", "fit")  # fit: represent a clean image (A = I)
 PRESET_NAMES = ("paper", "fast")
-ARCHITECTURES = ("skip", "resunet")
+ARCHITECTURES = ("skip", "resunet", "shuffle")
 DEFAULT_PRESET = {"denoise": "fast", "superres": "fast", "inpaint": "fast", "fit": "fast"}
 
 PAPER_NET = SkipConfig()  # 32-channel code, 5 scales of 128, 4 skip channels
@@ -20,7 +21,13 @@ FAST_NET = SkipConfig(channels_down=(16, 32, 64, 128, 128), channels_up=(16, 32,
 INPAINT_NET = SkipConfig(channels_skip=(128,) * 5, upsample="nearest")
 PAPER_RESUNET = ResUNetConfig(channels=(64, 128, 128, 128, 128))
 FAST_RESUNET = ResUNetConfig(channels=(16, 32, 64, 128))
-NETWORK_TYPES = {"skip": SkipConfig, "resunet": ResUNetConfig}
+# The skip network run at half size (pixel unshuffle/shuffle): no full-resolution layers,
+# a fifth of the fast network's CPU time per iteration at 512 x 512 (docs/speed.md, "Full size").
+FAST_SHUFFLE = ShuffleSkipConfig(channels_down=(16, 32, 64, 128), channels_up=(16, 32, 64, 128),
+                                 channels_skip=(4, 4, 4, 4))
+PAPER_SHUFFLE = ShuffleSkipConfig(channels_down=(128,) * 4, channels_up=(128,) * 4, channels_skip=(4,) * 4)
+# Subclasses before their base: a config's architecture is the first type it is an instance of.
+NETWORK_TYPES = {"shuffle": ShuffleSkipConfig, "skip": SkipConfig, "resunet": ResUNetConfig}
 
 # The exponential-moving-variance rule with a span of 100 outputs, returning the moving mean:
 # on 8 real crops it came within 0.10 dB (median) of the oracle, where the windowed variance
@@ -81,4 +88,7 @@ def get_preset(task: str, name: str | None = None, *, factor: int = 1, architect
     preset = _skip_preset(task, name, factor)
     if architecture == "resunet":
         preset = replace(preset, network=PAPER_RESUNET if name == "paper" else FAST_RESUNET)
+    elif architecture == "shuffle":  # fp32: bf16 was slower for it on the CPU (docs/speed.md)
+        preset = replace(preset, network=PAPER_SHUFFLE if name == "paper" else FAST_SHUFFLE,
+                         fit=replace(preset.fit, precision="fp32"))
     return preset
