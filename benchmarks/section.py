@@ -10,6 +10,7 @@ CPU seconds of the process, iterations, stop iteration, PSNR and the settings us
     python benchmarks/section.py --section 20                    # the full-size row
     python benchmarks/section.py --section 20 --stack 30         # the 30-section stack
     python benchmarks/section.py --size 64 --iterations 3        # smoke test
+    python benchmarks/section.py --costs skip:auto skip:fp32 shuffle:fp32 shuffle:bf16  # CPU s per iteration
 """
 from __future__ import annotations
 
@@ -62,6 +63,35 @@ def denoise_section(noisy: np.ndarray, clean: np.ndarray, *, device: str = "auto
     }
 
 
+def iteration_costs(noisy: np.ndarray, cases: list[str], rounds: int = 3, iterations: int = 2) -> dict:
+    """CPU seconds per iteration (this process, best and median over ``rounds``) of the default
+    fit of ``noisy[0]`` with each ``architecture:precision`` case, the cases interleaved."""
+    import torch
+    from napari_dip.core.fit import drain, fit
+    from napari_dip.core.stopping import FixedStop
+    from napari_dip.core.task import build_problem, make_config
+
+    fits = {}
+    for case in cases:
+        architecture, precision = case.split(":")
+        config = make_config("denoise", architecture=architecture, precision=precision,
+                             stop="fixed", iterations=2 + rounds * iterations)
+        problem = build_problem(config, torch.from_numpy(noisy[:1, None]), seeds=[0])
+        gen = fit(problem, config.fit, FixedStop(1), device=torch.device("cpu"))
+        next(gen), next(gen)  # warm-up
+        fits[case] = (gen, [])
+    for _ in range(rounds):
+        for gen, times in fits.values():
+            start = time.process_time()
+            for _ in range(iterations):
+                next(gen)
+            times.append((time.process_time() - start) / iterations)
+    for gen, _ in fits.values():
+        drain(gen)
+    return {case: {"best_s": round(min(t), 3), "median_s": round(sorted(t)[len(t) // 2], 3)}
+            for case, (_, t) in fits.items()}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--section", type=int, default=20, help="first ISBI section (default 20)")
@@ -70,8 +100,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--iterations", type=int, help="iteration cap (default: the preset's)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--costs", nargs="+", metavar="ARCH:PRECISION",
+                        help="only measure CPU s per iteration of these cases, e.g. skip:auto shuffle:fp32")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds for --costs")
     args = parser.parse_args(argv)
     clean, noisy = load_sections(args.section, args.stack, args.size, args.data)
+    if args.costs:
+        row = {"section": args.section, "size": args.size, "costs": iteration_costs(noisy, args.costs, args.rounds)}
+        print(json.dumps(row), flush=True)
+        return row
     row = {"section": args.section, "size": args.size,
            **denoise_section(noisy, clean, device=args.device, iterations=args.iterations)}
     print(json.dumps(row), flush=True)

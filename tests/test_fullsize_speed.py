@@ -80,3 +80,12 @@ def test_gpu_benchmark_runs_on_the_cpu_as_a_smoke_test(capsys):
     assert row["iterations"] == [2] and row["sections"] == 1
     assert 0 < row["psnr"] < 60 and row["psnr_noisy"] == pytest.approx(20.2, abs=0.5)  # sigma 25/255
     assert len(capsys.readouterr().out.strip().splitlines()) == 2  # two JSON lines
+
+
+def test_section_benchmark_measures_interleaved_costs_per_case():
+    spec = importlib.util.spec_from_file_location("section_bench", ROOT / "benchmarks" / "section.py")
+    section = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(section)
+    row = section.main(["--size", "64", "--costs", "skip:fp32", "shuffle:fp32", "--rounds", "2"])
+    assert set(row["costs"]) == {"skip:fp32", "shuffle:fp32"}
+    assert all(0 < c["best_s"] <= c["median_s"] for c in row["costs"].values())

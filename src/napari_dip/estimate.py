@@ -47,7 +47,7 @@ class CostEstimate:
     def summary(self) -> str:
         """One line: the time per iteration and the total at the cap."""
         return (f"{self.seconds_per_iteration:.2f} s per iteration, at most "
-                f"{_clock(self.seconds)} for {len(self.fits)} fit(s) of {self.iterations} iterations")
+                f"{self.seconds / 60:.1f} min for {len(self.fits)} fit(s) of {self.iterations} iterations")
 
 
 def estimate_cost(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None,
@@ -97,8 +97,3 @@ def _probe(run, config, image, channel_axis, mask, device, batch, probe, out) ->
             stamps.append(time.perf_counter())
     return (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
 
-
-def _clock(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
