@@ -12,9 +12,9 @@ SHARED = ROOT.parent / "shared" / "data"
 SCREENSHOTS = ROOT / "screenshots"  # gitignored; look at them after a run
 
 WIDGETS = {
-    "denoise": "Denoise (Deep Image Prior)",
-    "superres": "Super-resolution (Deep Image Prior)",
-    "inpaint": "Inpainting (Deep Image Prior)",
+    "denoise": "Denoise",
+    "superres": "Super-resolution",
+    "inpaint": "Inpaint",
     "decoder": "Deep Decoder",
 }
 

@@ -75,20 +75,19 @@ def test_inpaint_mask_from_shapes_and_errors(open_widget, notifications):
 
 def test_deep_decoder_ensemble_and_patches(open_widget, run_job, em_crop):
     viewer, widget = open_widget("decoder")
-    src = viewer.add_image(em_crop[0], name="EM", scale=(2.0, 2.0))
+    src = viewer.add_image(em_crop[0], name="EM", scale=(2.0, 2.0), translate=(10.0, 20.0))
     widget.reset_choices()
     widget["image"].value = src
     for name, value in dict(channels=16, blocks=3, scale=4, code="blurred", patch_rows=2, patch_cols=2,
                             ensemble=2, iterations=12, add_members=True, add_spread=True,
-                            add_patches=True, preview_every=4).items():
+                            add_patches=True).items():
         widget[name].value = value
     layer = run_job(widget)
     assert layer.name == "EM [Deep Decoder]" and layer.data.shape == (64, 64)
     names = [l.name for l in viewer.layers]
     assert names == ["EM", "EM [Deep Decoder]", "EM [Deep Decoder] spread (std)",
-                     "EM [Deep Decoder] members", "EM [Deep Decoder] patches"]
+                     "EM [Deep Decoder] members", "EM [Deep Decoder] patch grid"]
     assert viewer.layers["EM [Deep Decoder] members"].data.shape == (2, 64, 64)
-    assert viewer.layers["EM [Deep Decoder] patches"].data.shape == (4, 32, 32)
     spread = viewer.layers["EM [Deep Decoder] spread (std)"].data
     assert spread.shape == (64, 64) and spread.mean() > 0
     md = layer.metadata
@@ -96,6 +95,68 @@ def test_deep_decoder_ensemble_and_patches(open_widget, run_job, em_crop):
     assert md["report"]["iterations"] == 12 and "cv_percent" in md["report"]
     assert md["metrics"]["psnr"] > 5 and tuple(layer.scale) == (2.0, 2.0)
     assert len(widget.curve.points["loss"]) == 12
+    # Members get their own slider, labelled "member"; nothing is labelled "patch".
+    assert viewer.dims.axis_labels[0] == "member"
+    assert all("patch" not in l.axis_labels for l in viewer.layers)
+
+
+def test_deep_decoder_patches_sit_in_place_and_stability_is_shown(open_widget, run_job, em_crop):
+    viewer, widget = open_widget("decoder")
+    src = viewer.add_image(em_crop[0], name="EM", scale=(2.0, 2.0), translate=(10.0, 20.0))
+    widget.reset_choices()
+    widget["image"].value = src
+    for name, value in dict(channels=16, blocks=3, scale=4, patch_rows=2, patch_cols=2, ensemble=2,
+                            iterations=10, add_patches=True, add_spread=False).items():
+        widget[name].value = value
+    layer = run_job(widget)
+    grid = viewer.layers["EM [Deep Decoder] patch grid"]
+    assert grid.nshapes == 4
+    # Patch (row 1, column 0) covers data pixels y 32..63, x 0..31 of the result, in world units.
+    corners = [grid.data_to_world(c) for c in grid.data[2]]
+    lo, hi = np.min(corners, axis=0), np.max(corners, axis=0)
+    np.testing.assert_allclose(lo, layer.data_to_world((31.5, -0.5)))
+    np.testing.assert_allclose(hi, layer.data_to_world((63.5, 31.5)))
+    assert list(grid.features["label"])[2].startswith("patch 1,0 · ") and "dB" in grid.features["label"][2]
+    # The stability is in the dock, not only in the metadata.
+    report = layer.metadata["report"]
+    text = widget.summary.text()
+    assert widget.summary.isVisibleTo(widget)
+    assert f"CV {report['cv_percent']:.2f}%" in text and "member PSNR" in text and "loss" in text
+    for m in report["members"]:
+        assert f"{m['psnr']:.2f}" in text and m["final_loss"] > 0
+    assert ("UNSTABLE" in text) == (report["cv_percent"] > 5)
+    assert "seams" in text
+
+
+def test_deep_decoder_flags_an_unstable_ensemble():
+    from napari_dip._widgets.decoder import stability_text
+
+    report = {"cv_percent": 7.5, "unstable": True, "patches": "1x1",
+              "members": [{"psnr": 20.0, "final_loss": 0.01}, {"psnr": 23.3, "final_loss": 0.02}]}
+    text, flagged = stability_text(report)
+    assert flagged and "CV 7.50%" in text and "UNSTABLE" in text and "20.00, 23.30 dB" in text
+    text, flagged = stability_text({**report, "cv_percent": 1.0, "unstable": False})
+    assert not flagged and "stable" in text
+
+
+def test_deep_decoder_preview_reaches_the_layer(open_widget, em_crop, qtbot):
+    viewer, widget = open_widget("decoder")
+    src = viewer.add_image(em_crop[0], name="EM")
+    widget.reset_choices()
+    widget["image"].value = src
+    for name, value in dict(channels=16, blocks=3, scale=4, ensemble=1, iterations=100_000,
+                            preview_every=0.5).items():
+        widget[name].value = value
+    widget["run"].clicked.emit()
+    qtbot.waitUntil(lambda: widget.runner.layer is not None, timeout=60_000)
+    layer = widget.runner.layer
+    assert layer.metadata["status"] == "running"  # a preview while fitting, not the end result
+    first = layer.data.copy()
+    assert not np.array_equal(first, src.data.astype(np.float32))  # the network's output, not the input
+    qtbot.waitUntil(lambda: not np.array_equal(layer.data, first), timeout=30_000)  # and it updates
+    widget["stop"].clicked.emit()
+    qtbot.waitUntil(lambda: not widget.runner.running, timeout=30_000)
+    assert layer.metadata["status"] == "stopped"
 
 
 def test_deep_decoder_fills_every_slice_of_a_stack(open_widget, run_job, em_crop):

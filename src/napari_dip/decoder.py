@@ -139,7 +139,7 @@ def fit_decoder(image, *, task: str = "fit", channels: int | tuple[int, ...] = 6
                 iterations: int = 2000, lr: float = 0.01, stop: str = "fixed", seed: int = 0,
                 ground_truth=None, channel_axis: int | None = None, device: str = "auto",
                 precision: str | None = None, callback: Callable | None = None,
-                cancel: Callable[[], bool] | None = None) -> DecoderResult:
+                cancel: Callable[[], bool] | None = None, preview_every: int = 0) -> DecoderResult:
     """Fit Deep Decoders to a 2D image (Y, X), or (Y, X) plus a channel axis.
 
     ``task``: ``fit`` (represent the image itself; it is also the reference for metrics),
@@ -152,7 +152,8 @@ def fit_decoder(image, *, task: str = "fit", channels: int | tuple[int, ...] = 6
     independently initialised decoders. All G = N * R * C fits run as one batch.
     ``ground_truth`` (the output's shape) gives per-member PSNR/SSIM/MS-SSIM/VIF and the CV.
     ``stop`` ('fixed' default, 'oracle' with a ground truth), ``seed``, ``device``,
-    ``precision``, ``callback`` (each loop progress event), ``cancel`` (polled).
+    ``precision``, ``callback`` (each loop progress event; every ``preview_every`` iterations
+    it carries the G outputs as ``preview``), ``cancel`` (polled).
     """
     import torch
 
@@ -176,7 +177,7 @@ def fit_decoder(image, *, task: str = "fit", channels: int | tuple[int, ...] = 6
                         blocks=blocks, scale=scale, upsample=upsample).validate()
     config = make_config(task, factor=f, iterations=iterations, lr=lr,
                          code_noise=0.0, ema=0.0, stop=stop, seed=seed, precision=precision,
-                         network=net, code=kind)
+                         network=net, code=kind, preview_every=preview_every)
     intensity = Intensity.of(image)
     observed = intensity.to_unit(as_slices(image, layout)[0])
     truth = observed if task == "fit" and ground_truth is None else None

@@ -15,13 +15,10 @@ SERIES = {
 }
 
 
-class CurvePlot(QWidget):
-    """Curves of one fit against the iteration; each curve is scaled to its own range."""
+class Curves:
+    """The points of one fit's curves (kept by the job, so that a reopened dock shows them)."""
 
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.setMinimumHeight(110)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+    def __init__(self):
         self.title = ""
         self.points: dict[str, list[tuple[int, float]]] = {name: [] for name in SERIES}
 
@@ -29,7 +26,6 @@ class CurvePlot(QWidget):
         self.title = title
         for pts in self.points.values():
             pts.clear()
-        self.update()
 
     def add(self, name: str, iteration: int, value: float) -> None:
         if value is not None and math.isfinite(value):
@@ -38,6 +34,29 @@ class CurvePlot(QWidget):
     def last(self, name: str) -> float | None:
         pts = self.points[name]
         return pts[-1][1] if pts else None
+
+
+class CurvePlot(QWidget):
+    """Draws a :class:`Curves` against the iteration; each curve is scaled to its own range."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setMinimumHeight(110)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.data = Curves()
+
+    def show_curves(self, data: Curves) -> None:
+        """Draw ``data`` from now on (the curves of the job this dock follows)."""
+        self.data = data
+        self.update()
+
+    @property
+    def title(self) -> str:
+        return self.data.title
+
+    @property
+    def points(self) -> dict[str, list[tuple[int, float]]]:
+        return self.data.points
 
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt name)
         p = QPainter(self)

@@ -1,8 +1,10 @@
 """Deep Decoder: fit under-parameterised decoders slice by slice (napari_dip.decoder.fit_decoder).
 
 Fits R x C patches and N ensemble members of a slice at once; the result layer is the members'
-mean, and the members, the per-pixel spread (standard deviation) and, for one slice, the
-per-patch outputs can be added as layers.
+mean (the patches stitched in place), and the members, the per-pixel spread (standard
+deviation) and, for one slice, the patch grid with per-patch PSNR (a Shapes layer) can be
+added as layers. The dock shows the ensemble's stability (CV of PSNR across members,
+per-member PSNR and loss), flagged above 5%.
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ class DeepDecoderWidget(TaskForm):
     task = "decoder"
     title = "Deep Decoder"
     presets = tuple(PRESETS)
+    preset_tooltip = ("'fast': k 64, l 6, s 16, 2000 iterations, for CPUs; 'report': k 96, l 6, s 8, "
+                      "5000 iterations, the MRI report's best setting")
 
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer)
@@ -37,26 +41,38 @@ class DeepDecoderWidget(TaskForm):
             ComboBox(name="goal", choices=("fit", "denoise"), value="fit",
                      tooltip="fit: represent the image (compression); denoise: the same fit, "
                              "read as a denoiser"),
-            SpinBox(name="channels", label="channels k", min=1, max=1024),
-            SpinBox(name="blocks", label="blocks l", min=1, max=12),
+            SpinBox(name="channels", label="channels k", min=1, max=1024,
+                    tooltip="Channels of every block: more fit finer detail (and, with many, the noise)"),
+            SpinBox(name="blocks", label="blocks l", min=1, max=12,
+                    tooltip="Number of blocks (1x1 convolution, upsampling, ReLU, normalisation)"),
             ComboBox(name="scale", label="scale s", choices=(1, 2, 4, 8, 16, 32, 64),
                      tooltip="The code is H/s x W/s; the blocks upsample it back to H x W"),
-            ComboBox(name="code", choices=("uniform", "blurred", "perlin")),
-            SpinBox(name="patch_rows", label="patch rows", min=1, max=16, value=1),
-            SpinBox(name="patch_cols", label="patch columns", min=1, max=16, value=1),
+            ComboBox(name="code", choices=("uniform", "blurred", "perlin"),
+                     tooltip="The fixed random input: uniform noise, blurred noise (3x3 Gaussian, sigma "
+                             "0.8) or Perlin noise"),
+            SpinBox(name="patch_rows", label="patch rows", min=1, max=16, value=1,
+                    tooltip="Fit the image as a grid of this many rows of patches (one decoder each, "
+                            "one coherent code); patches are fitted separately, so seams can show"),
+            SpinBox(name="patch_cols", label="patch columns", min=1, max=16, value=1,
+                    tooltip="Columns of the patch grid"),
             SpinBox(name="ensemble", label="ensemble size", min=1, max=32, value=1,
                     tooltip="Independently initialised decoders fitted at once; the result is their mean"),
-            CheckBox(name="add_members", label="add members", value=False),
-            CheckBox(name="add_spread", label="add spread (std)", value=True),
-            CheckBox(name="add_patches", label="add patch outputs", value=False),
+            CheckBox(name="add_members", label="add members", value=False,
+                     tooltip="Add every member's output as one stack layer (slider 'member')"),
+            CheckBox(name="add_spread", label="add spread (std)", value=True,
+                     tooltip="Add the per-pixel standard deviation across members: bright where they disagree"),
+            CheckBox(name="add_patches", label="add patch grid", value=False,
+                     tooltip="Draw the patch grid over the result as a Shapes layer, each patch labelled "
+                             "with its PSNR (one slice only)"),
         ]
 
     def network_fields(self) -> list:
-        return [ComboBox(name="upsample", choices=("bilinear", "nearest"), value="bilinear"),
+        return [ComboBox(name="upsample", choices=("bilinear", "nearest"), value="bilinear",
+                         tooltip="How each block enlarges its features: bilinear or nearest interpolation"),
                 CheckBox(name="code_3d", label="3D code", value=False,
                          tooltip="Channels interpolated between two noise images (Perlin: a 3D volume)"),
                 FloatSpinBox(name="feature_size", label="Perlin feature size", min=0.5, max=256.0,
-                             value=4.0)]
+                             value=4.0, tooltip="Size of the Perlin code's features, in code pixels")]
 
     def stopping_fields(self) -> list:
         return []  # decoders need no early stopping
@@ -75,7 +91,7 @@ class DeepDecoderWidget(TaskForm):
                        upsample=v["upsample"], code=v["code"], code_3d=v["code_3d"],
                        feature_size=v["feature_size"], patches=f"{grid[0]}x{grid[1]}", ensemble=members,
                        iterations=v["iterations"], lr=v["lr"], stop=v["stopping"], seed=v["seed"],
-                       precision=v["precision"], device=device,
+                       precision=v["precision"], device=device, preview_every=1 if v["preview_every"] > 0 else 0,
                        channel_axis=None if channel_axis is None else -1)
         planes = image.reshape(-1, *plane)
         truths = None if ground_truth is None else ground_truth.reshape(-1, *plane)
@@ -91,15 +107,21 @@ class DeepDecoderWidget(TaskForm):
                 truth = None if truths is None else truths[i]
                 gen = callback_events(lambda callback: decoder.fit_decoder(
                     img, ground_truth=truth, callback=callback, cancel=cancel, **options))
+                losses = None
                 while True:
                     try:
                         progress = next(gen)
                     except StopIteration as stop:
                         result = stop.value
                         break
+                    losses = progress.loss
                     yield SliceProgress(i, i, count, _summary(progress, grid, members, decoder))
                 out_planes[i] = result.output
                 report = result.report
+                if losses is not None:  # each member's final loss, the mean over its patches
+                    per_member = np.asarray(losses, float).reshape(members, -1).mean(1)
+                    for entry, loss in zip(report["members"], per_member):
+                        entry["final_loss"] = float(loss)
                 record = {"slice": i, "iterations": report["iterations"], "seconds": report["seconds"]}
                 if "mean" in report:
                     record.update(psnr=report["mean"]["psnr"], ssim=report["mean"]["ssim"])
@@ -120,11 +142,11 @@ class DeepDecoderWidget(TaskForm):
         return events
 
     def finish(self, results, report, layer) -> None:
-        """Add the members, the spread and (for one slice) the patch outputs as layers, as asked.
+        """Add the members, the spread and (for one slice) the patch grid as layers, as asked.
 
         Slices a stopped job did not reach stay at 0 in these layers.
         """
-        v = self.values()
+        v = layer.metadata["settings"]
         base = layer.name
         n_slices = int(np.prod(layer.data.shape)) // int(np.prod(results[0].output.shape))
         std = np.zeros((n_slices, *results[0].std.shape), np.float32)
@@ -139,11 +161,64 @@ class DeepDecoderWidget(TaskForm):
             self.viewer.add_image(members.reshape(-1, *layer.data.shape), name=f"{base} members",
                                   rgb=layer.rgb, contrast_limits=layer.contrast_limits,
                                   **_geometry(layer, "member"), metadata={"source": base})
-        if v["add_patches"] and len(results[0].patches) > 1 and n_slices == 1:
-            self.viewer.add_image(np.stack(results[0].patches), name=f"{base} patches", rgb=layer.rgb,
-                                  contrast_limits=layer.contrast_limits, **_geometry(layer, "patch"),
-                                  metadata={"source": base, "order": "row by row",
-                                            "patch_metrics": report.get("patch_metrics")})
+        if v["add_patches"] and report.get("patch_metrics") and n_slices == 1:
+            add_patch_grid(self.viewer, layer, report["patch_metrics"])
+
+    @staticmethod
+    def summary_of(report: dict) -> tuple[str, bool]:
+        return stability_text(report)
+
+
+def stability_text(report: dict) -> tuple[str, bool]:
+    """The ensemble's stability and the patch note for the dock; True when flagged unstable."""
+    from ..decoder import UNSTABLE_CV
+
+    reports = report.get("slice_reports") or [report]
+    lines, flagged = [], False
+    for k, r in enumerate(reports):
+        where = f"slice {k + 1}: " if len(reports) > 1 else ""
+        members = r.get("members", [])
+        psnrs = [m["psnr"] for m in members if m.get("psnr") is not None]
+        loss = [m["final_loss"] for m in members if m.get("final_loss") is not None]
+        parts = []
+        if "cv_percent" in r:
+            unstable = bool(r["unstable"])
+            flagged |= unstable
+            parts.append(f"CV {r['cv_percent']:.2f}% across {len(members)} members "
+                         f"({'UNSTABLE: above' if unstable else 'stable: at most'} {UNSTABLE_CV:g}%)")
+        elif len(members) > 1:
+            parts.append(f"{len(members)} members (the CV needs a reference: goal 'fit' or a ground truth)")
+        if psnrs:
+            parts.append("member PSNR " + ", ".join(f"{p:.2f}" for p in psnrs) + " dB")
+        if loss:
+            parts.append("loss " + ", ".join(f"{x:.2e}" for x in loss))
+        if r.get("mean", {}).get("psnr") is not None:
+            parts.append(f"mean PSNR {r['mean']['psnr']:.2f} dB")
+        if parts:
+            lines.append(where + " · ".join(parts))
+    if report.get("patches", "1x1") != "1x1":
+        lines.append(f"Patches {report['patches']} are fitted separately and stitched without blending: "
+                     "seams can show at their borders.")
+    return "\n".join(lines), flagged
+
+
+def add_patch_grid(viewer, layer, patches: list[dict]):
+    """A Shapes layer over ``layer`` (a single slice) with one rectangle per patch and its PSNR."""
+    rects, labels = [], []
+    for p in patches:
+        if p["height"] <= 0 or p["width"] <= 0:
+            continue
+        y0, x0 = p["y"] - 0.5, p["x"] - 0.5  # pixel edges: napari puts pixel centres on integers
+        rects.append(np.array([[y0, x0], [y0 + p["height"], x0 + p["width"]]]))
+        psnr = f" · {p['psnr']:.1f} dB" if p.get("psnr") is not None else ""
+        labels.append(f"patch {p['row']},{p['col']}{psnr}")
+    geo = _geometry(layer)
+    plane = {k: v[-2:] for k, v in geo.items()}
+    return viewer.add_shapes(rects, shape_type="rectangle", name=f"{layer.name} patch grid",
+                             edge_color="yellow", face_color="transparent", edge_width=0.5,
+                             features={"label": labels},
+                             text={"string": "{label}", "size": 9, "color": "yellow", "anchor": "upper_left"},
+                             metadata={"source": layer.name, "patch_metrics": patches}, **plane)
 
 
 def _geometry(layer, new_axis: str | None = None) -> dict:

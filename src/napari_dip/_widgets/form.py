@@ -7,10 +7,12 @@ Controls have stable names; ``widget["iterations"].value = 200`` and
 """
 from __future__ import annotations
 
+import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
-from qtpy.QtWidgets import QProgressBar, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel, QProgressBar, QVBoxLayout, QWidget
 from superqt import QCollapsible
 
+from .checks import check_input
 from .curve import CurvePlot
 from .layers import SCOPES, region
 from .runner import Job, JobRunner, available_devices
@@ -22,6 +24,10 @@ DOWNSAMPLERS = ("stride", "max", "avg")
 PADDINGS = ("reflection", "zero")
 PRECISIONS = ("fp32", "bf16", "auto")
 STOP_RULES = ("auto", "fixed", "oracle")
+
+
+class Asked(ValueError):
+    """A job not started because a notification asks the user what to do (not shown again)."""
 
 
 def layer_choices(viewer, kinds):
@@ -37,6 +43,7 @@ class TaskForm(QWidget):
     task = "denoise"
     title = "DIP denoise"
     presets = ("fast", "paper")
+    preset_tooltip = "'fast': a smaller network for CPUs; 'paper': the Deep Image Prior paper's settings"
 
     def __init__(self, napari_viewer):
         from napari.layers import Image
@@ -47,19 +54,22 @@ class TaskForm(QWidget):
         self._form.extend([
             ComboBox(name="image", label="image", choices=layer_choices(napari_viewer, Image),
                      tooltip="Image layer to restore (2D grey, RGB, or a stack)"),
-            ComboBox(name="preset", choices=self.presets, value=self.presets[0],
-                     tooltip="'fast': smaller network for CPUs; 'paper': the paper's settings"),
+            ComboBox(name="preset", choices=self.presets, value=self.presets[0], tooltip=self.preset_tooltip),
             *self.task_fields(),
             SpinBox(name="iterations", min=1, max=100_000, step=50, tooltip="Maximum iterations per slice"),
             ComboBox(name="stopping", choices=STOP_RULES, value="auto",
                      tooltip="auto: stop when the fit stops improving; fixed: all iterations; "
                              "oracle: best PSNR against the ground truth (evaluation only)"),
             SpinBox(name="seed", min=0, max=2**31 - 1, value=0, tooltip="Seed of the network and code"),
-            ComboBox(name="device", choices=available_devices(), value="auto"),
+            ComboBox(name="device", choices=available_devices(), value="auto",
+                     tooltip="Where the fit runs: auto picks a GPU when there is one (CUDA or Apple "
+                             "mps), else the CPU; only devices present are listed"),
             ComboBox(name="scope", choices=SCOPES, value="current slice",
                      tooltip="Stacks: the slice shown, every slice, or a range along the scrolled axis"),
-            SpinBox(name="first", label="from slice", min=0, max=0, visible=False),
-            SpinBox(name="last", label="to slice", min=0, max=0, visible=False),
+            SpinBox(name="first", label="from slice", min=0, max=0, visible=False,
+                    tooltip="First slice of the range (data index along the scrolled axis, counted from 0)"),
+            SpinBox(name="last", label="to slice", min=0, max=0, visible=False,
+                    tooltip="Last slice of the range, included"),
             ComboBox(name="ground_truth", label="ground truth", nullable=True,
                      choices=layer_choices(napari_viewer, Image),
                      tooltip="Optional clean image: PSNR and SSIM are plotted and stored"),
@@ -68,32 +78,49 @@ class TaskForm(QWidget):
         self._advanced.extend([
             *self.network_fields(),
             *self.stopping_fields(),
-            FloatSpinBox(name="code_noise", label="code noise", min=0.0, max=1.0, step=0.01),
-            FloatSpinBox(name="lr", label="learning rate", min=1e-5, max=1.0, step=0.001),
+            FloatSpinBox(name="code_noise", label="code noise", min=0.0, max=1.0, step=0.01,
+                         tooltip="Standard deviation of the noise added to the network's input code at "
+                                 "every iteration (a regulariser; 0: a fixed code)"),
+            FloatSpinBox(name="lr", label="learning rate", min=1e-5, max=1.0, step=0.001,
+                         tooltip="Adam's step size; lower it if the loss jumps or the result turns "
+                                 "NaN, raise it if the fit is slow"),
             ComboBox(name="precision", choices=PRECISIONS, value="auto",
                      tooltip="auto: bf16 where it is faster (GPUs with bf16; CPUs with AMX/AVX512-BF16 "
                              "for images of 128x128 and more), fp32 otherwise"),
-            SpinBox(name="preview_every", label="preview every", min=0, max=10_000, value=50,
-                    tooltip="Update the result layer every N iterations (0: only at the end)"),
+            FloatSpinBox(name="preview_every", label="preview every (s)", min=0.0, max=3600.0, value=5.0,
+                         step=1.0, tooltip="Seconds between updates of the result layer while fitting; "
+                                           "the first comes after 2 s at most, until then the input stays "
+                                           "in view (0: the result appears at the end only)"),
             *self.stack_fields(),
         ])
-        self._buttons = Container(layout="horizontal", labels=False,
-                                  widgets=[PushButton(name="run", text="Run"),
-                                           PushButton(name="stop", text="Stop", enabled=False)])
+        self._buttons = Container(layout="horizontal", labels=False, widgets=[
+            PushButton(name="run", text="Run",
+                       tooltip="Start the job in the background (it waits in a queue while another job "
+                               "of this viewer runs); the result is added as a new layer"),
+            PushButton(name="stop", text="Stop", enabled=False,
+                       tooltip="End the job at its next iteration; finished slices and the current "
+                               "output are kept, marked partial")])
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
         self.progress.setFormat("idle")
         self.progress.setValue(0)
         self.curve = CurvePlot()
+        self.summary = QLabel()  # the last job's summary (e.g. the Deep Decoder's stability)
+        self.summary.setWordWrap(True)
+        self.summary.setVisible(False)
         advanced = QCollapsible("Advanced")
         advanced.addWidget(self._advanced.native)
         layout = QVBoxLayout(self)
-        for w in (self._form.native, advanced, self._buttons.native, self.progress, self.curve):
+        for w in (self._form.native, advanced, self._buttons.native, self.progress, self.summary, self.curve):
             layout.addWidget(w)
         layout.addStretch(1)
         self.advanced_section = advanced
-        self.runner = JobRunner(napari_viewer, progress=self.progress, curve=self.curve,
-                                on_state=self._set_running)
+        self._preset_applied: dict = {}
+        self._apply_preset()
+        self._update_range()
+        self.runner = JobRunner(napari_viewer, key=self.title, progress=self.progress, curve=self.curve,
+                                summary=self.summary, on_state=self._set_state)
+        self.destroyed.connect(self.runner.close)
         self["run"].clicked.connect(self.run)
         self["stop"].clicked.connect(self.runner.stop)
         self["preset"].changed.connect(self._apply_preset)
@@ -101,8 +128,6 @@ class TaskForm(QWidget):
             self["architecture"].changed.connect(self._apply_preset)
         self["scope"].changed.connect(self._update_range)
         self["image"].changed.connect(self._update_range)
-        self._apply_preset()
-        self._update_range()
 
     # -- names ------------------------------------------------------------------------
     def __getitem__(self, name: str):
@@ -128,11 +153,20 @@ class TaskForm(QWidget):
         return [ComboBox(name="architecture", choices=ARCHITECTURES, value="skip",
                          tooltip="skip: the Deep Image Prior paper's network; resunet: a residual "
                                  "U-Net with dropout (judged with dropout off)"),
-                ComboBox(name="activation", choices=ACTIVATIONS),
-                ComboBox(name="upsample", choices=UPSAMPLERS),
-                ComboBox(name="downsample", choices=DOWNSAMPLERS),
-                ComboBox(name="padding", choices=PADDINGS),
-                ComboBox(name="code", choices=("uniform", "meshgrid"))]
+                ComboBox(name="activation", choices=ACTIVATIONS,
+                         tooltip="Non-linearity after each convolution (the paper: leaky ReLU)"),
+                ComboBox(name="upsample", choices=UPSAMPLERS,
+                         tooltip="How the decoder half enlarges its features: bilinear or nearest "
+                                 "interpolation, or a learned transposed convolution"),
+                ComboBox(name="downsample", choices=DOWNSAMPLERS,
+                         tooltip="How the encoder half shrinks its features: strided convolution, "
+                                 "max or average pooling"),
+                ComboBox(name="padding", choices=PADDINGS,
+                         tooltip="Border handling of the convolutions: reflection avoids dark rims; "
+                                 "zero padding is the classic choice"),
+                ComboBox(name="code", choices=("uniform", "meshgrid"),
+                         tooltip="The network's fixed random input: uniform noise, or a meshgrid of "
+                                 "the coordinates (smoother results)")]
 
     def stopping_fields(self) -> list:
         """Settings of the automatic stopping rule (Advanced section)."""
@@ -175,7 +209,7 @@ class TaskForm(QWidget):
         v = self.values()
         return dict(preset=v["preset"], factor=self.factor(), iterations=v["iterations"], lr=v["lr"],
                     code_noise=v["code_noise"], stop=v["stopping"], seed=v["seed"],
-                    precision=v["precision"], preview_every=v["preview_every"], code=v["code"],
+                    precision=v["precision"], preview_every=1 if v["preview_every"] > 0 else 0, code=v["code"],
                     architecture=v["architecture"],
                     network={"activation": v["activation"], "upsample": v["upsample"],
                              "downsample": v["downsample"], "pad": v["padding"]},
@@ -203,7 +237,17 @@ class TaskForm(QWidget):
         return events
 
     def finish(self, output, report, layer) -> None:
-        """Called with the result when the job ends (subclasses add layers here)."""
+        """Called with the result when the job ends (subclasses add layers here).
+
+        It runs after the dock may have been closed: read the job's settings from
+        ``layer.metadata["settings"]``, not from the form.
+        """
+
+    summary_of = None  # report -> (text, is a warning) shown under the progress bar, if set
+
+    def kept_pixels(self, layer, block_index):
+        """(where, values) of output pixels to keep from the input, or None (see inpainting)."""
+        return None
 
     # -- actions -------------------------------------------------------------------------
     def values(self) -> dict:
@@ -225,19 +269,24 @@ class TaskForm(QWidget):
         v = self.values()
         reg = region(layer, self.viewer, v["scope"], v["first"], v["last"])
         channel_axis = -1 if layer.rgb else None
-        image = layer.data[reg.index]
+        image = np.asarray(layer.data[reg.index])
+        check_input(layer, image)
         truth_layer = self["ground_truth"].value
         truth = None
         if truth_layer is not None:
             if truth_layer.data.ndim != layer.data.ndim:
-                raise ValueError(f"ground truth {truth_layer.name!r} has {truth_layer.data.ndim} dimensions; "
-                                 f"the image has {layer.data.ndim}")
-            truth = truth_layer.data[reg.index]
+                raise ValueError(f"the ground truth layer {truth_layer.name!r} has {truth_layer.data.ndim} "
+                                 f"dimensions and the image layer {layer.name!r} {layer.data.ndim}; choose a "
+                                 "ground truth of the image's shape (or none)")
+            truth = np.asarray(truth_layer.data[reg.index])
+            check_input(truth_layer, truth, "ground truth")
         extra = self.extra_inputs(layer, reg.index)
         events = self.events(image, channel_axis, truth, v["device"], extra)
         settings = {**v, "factor": self.factor(), "ground_truth": getattr(truth_layer, "name", None)}
         return Job(title=self.title, source=layer, image=image, channel_axis=channel_axis, region=reg,
-                   events=events, settings=settings, factor=self.factor(), finish=self.finish)
+                   events=events, settings=settings, factor=self.factor(), finish=self.finish,
+                   summary=self.summary_of, keep=self.kept_pixels(layer, reg.index),
+                   preview_seconds=float(v["preview_every"]))
 
     def run(self, *_):
         """Start a job from the form; show bad input as an error notification."""
@@ -247,13 +296,24 @@ class TaskForm(QWidget):
             return self.runner.start(self.make_job())
         except (ValueError, RuntimeError, MemoryError) as err:
             self.progress.setFormat(f"not started: {err}")
-            show_error(f"{self.title}: {err}")
+            if not isinstance(err, Asked):
+                show_error(f"{self.title}: {err}")
             return None
 
     # -- form behaviour --------------------------------------------------------------------
     def _apply_preset(self, *_):
+        """Load the preset's values into the form."""
         for name, value in self.preset_values().items():
             self[name].value = value
+        self._preset_applied = {name: self[name].value for name in self.preset_values()}
+
+    def _follow_preset(self) -> None:
+        """The preset's values changed (e.g. with the factor): update only the fields the user left
+        at the preset's value; what the user typed stays."""
+        for name, value in self.preset_values().items():
+            if name not in self._preset_applied or self[name].value == self._preset_applied[name]:
+                self[name].value = value
+                self._preset_applied[name] = self[name].value
 
     def _update_range(self, *_):
         layer = self["image"].value
@@ -267,6 +327,7 @@ class TaskForm(QWidget):
         if in_range and self["last"].value == 0:
             self["last"].value = n
 
-    def _set_running(self, running: bool) -> None:
-        self["run"].enabled = not running
-        self["stop"].enabled = running
+    def _set_state(self, state: str) -> None:
+        active = state in ("queued", "running", "stopping")
+        self["run"].enabled = not active
+        self["stop"].enabled = state in ("queued", "running")

@@ -22,6 +22,6 @@ class SuperResolutionWidget(TaskForm):
         return int(self["factor"].value)
 
     def _factor_changed(self, *_):
-        # The paper's iteration count and code noise depend on the factor.
+        # The paper's iteration count and code noise depend on the factor; typed values stay.
         if hasattr(self, "runner"):
-            self._apply_preset()
+            self._follow_preset()
