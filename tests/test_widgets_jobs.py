@@ -80,16 +80,18 @@ def test_deleting_the_result_or_input_layer_mid_run_keeps_the_result(open_widget
     viewer, widget = open_widget("denoise")
     src = viewer.add_image(em_crop[0], name="EM")
     _long_denoise(widget, src, preview_every=0.3)
-    widget["iterations"].value = 400
     widget["run"].clicked.emit()
     qtbot.waitUntil(lambda: widget.runner.layer is not None, timeout=60_000)
     viewer.layers.remove(widget.runner.layer)
     viewer.layers.remove(src)
     assert len(viewer.layers) == 0
-    qtbot.waitUntil(lambda: not widget.runner.running, timeout=120_000)
-    assert widget.runner.state == "done"
+    qtbot.waitUntil(lambda: len(widget.curve.points["loss"]) >= 3, timeout=60_000)
+    assert widget.runner.state == "running" and len(viewer.layers) == 0  # not put back mid-run
+    widget["stop"].clicked.emit()
+    qtbot.waitUntil(lambda: not widget.runner.running, timeout=60_000)
+    assert widget.runner.state == "stopped"
     layer = viewer.layers["EM [DIP denoise]"]  # added again, whole
-    assert layer is widget.runner.layer and layer.metadata["status"] == "done"
+    assert layer is widget.runner.layer and layer.metadata["status"] == "stopped"
     assert layer.data.shape == (64, 64) and layer.data.std() > 1
     messages = " | ".join(str(n.message) for n in notifications)
     assert "result layer was deleted" in messages and "'EM [DIP denoise]'" in messages
@@ -226,3 +228,29 @@ def test_closing_the_viewer_mid_job_ends_it_and_the_process_cleanly(tmp_path, cl
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert "job threads left: 0" in done.stdout
     assert "RuntimeError" not in done.stderr and "Traceback" not in done.stderr, done.stderr[-3000:]
+
+
+def test_job_states_are_explicit_and_layer_data_is_written_on_the_main_thread(open_widget, em_crop, qtbot,
+                                                                              monkeypatch):
+    import threading
+
+    from napari.layers import Image
+
+    viewer, widget = open_widget("denoise")
+    src = viewer.add_image(em_crop[0, :32, :32], name="EM")
+    _long_denoise(widget, src, preview_every=0.2)
+    writers = []
+    refresh = Image.refresh
+    monkeypatch.setattr(Image, "refresh", lambda self, *a, **k: (writers.append(threading.current_thread()),
+                                                                 refresh(self, *a, **k))[1])
+    assert widget.runner.state == "idle"
+    widget["run"].clicked.emit()
+    run = widget.runner.run
+    states = [run.state]
+    run.changed.connect(lambda: states.append(run.state) if states[-1] != run.state else None)
+    qtbot.waitUntil(lambda: widget.runner.layer is not None and len(writers) >= 2, timeout=60_000)
+    assert widget.runner.layer.data is not run._buffer  # the job's thread has its own buffer
+    widget["stop"].clicked.emit()
+    qtbot.waitUntil(lambda: not widget.runner.running, timeout=30_000)
+    assert states == ["running", "stopping", "stopped"]
+    assert set(writers) == {threading.main_thread()}

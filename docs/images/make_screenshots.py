@@ -2,7 +2,8 @@
 
 Run from the project root on a machine with a display, or headless with
 ``xvfb-run -a python docs/images/make_screenshots.py [name ...]`` (names: denoise, superres,
-inpaint, decoder; default all). Prints the settings, seconds and PSNR of every run.
+inpaint, decoder; default all). Prints the settings, seconds and PSNR of every run. ``denoise``
+also saves ``denoise_running.png``, taken while the job runs.
 """
 from __future__ import annotations
 
@@ -20,16 +21,24 @@ def open_widget(viewer, name: str):
     return viewer.window.add_plugin_dock_widget("napari-dip", name)[1]
 
 
-def run(widget, **values):
-    from qtpy.QtCore import QEventLoop
+def wait(condition) -> None:
+    """Let the GUI run until ``condition()`` holds."""
+    from qtpy.QtWidgets import QApplication
 
+    while not condition():
+        QApplication.processEvents()
+        time.sleep(0.02)
+
+
+def run(widget, during=None, **values):
+    """Run the widget's job with ``values`` set; ``during(widget)`` is called while it runs."""
     for key, value in values.items():
         widget[key].value = value
     start = time.perf_counter()
-    worker = widget.run()
-    loop = QEventLoop()
-    worker.finished.connect(loop.quit)
-    loop.exec()
+    job = widget.run()
+    if during is not None:
+        during(widget)
+    wait(lambda: not job.active)
     layer = widget.runner.layer
     md = layer.metadata
     print(f"{layer.name}: {values}; {time.perf_counter() - start:.0f} s; "
@@ -37,10 +46,10 @@ def run(widget, **values):
     return layer
 
 
-def shoot(viewer, name: str) -> None:
+def shoot(viewer, name: str, grid: bool = True) -> None:
     from qtpy.QtWidgets import QApplication
 
-    viewer.canvas.grid.enabled = True
+    viewer.canvas.grid.enabled = grid
     viewer.window._qt_window.resize(1500, 820)
     QApplication.processEvents()
     viewer.reset_view()
@@ -64,11 +73,16 @@ def mri_pair() -> tuple[np.ndarray, np.ndarray]:
 
 def denoise(viewer):
     viewer.open_sample("napari-dip", "f16_noisy")
-    w = open_widget(viewer, "Denoise (Deep Image Prior)")
+    w = open_widget(viewer, "Denoise")
     w.reset_choices()
     w["image"].value = viewer.layers["F16"]
     w["ground_truth"].value = viewer.layers["F16 clean"]
-    run(w, preset="fast", stopping="auto", iterations=1200, preview_every=50)
+
+    def while_running(widget):  # the input stays in view; the result shows the latest preview
+        wait(lambda: len(widget.curve.points["loss"]) >= 60 and widget.runner.layer is not None)
+        shoot(viewer, "denoise_running")
+
+    run(w, during=while_running, preset="fast", stopping="auto", iterations=1200, preview_every=5)
     shoot(viewer, "denoise")
 
 
@@ -76,11 +90,11 @@ def superres(viewer):
     clean, low = mri_pair()
     viewer.add_image(clean, name="MRI 0.8 mm", scale=(0.8, 0.8), units=("mm", "mm"), visible=False)
     viewer.add_image(low, name="MRI 1.6 mm", scale=(1.6, 1.6), translate=(0.4, 0.4), units=("mm", "mm"))
-    w = open_widget(viewer, "Super-resolution (Deep Image Prior)")
+    w = open_widget(viewer, "Super-resolution")
     w.reset_choices()
     w["image"].value = viewer.layers["MRI 1.6 mm"]
     w["ground_truth"].value = viewer.layers["MRI 0.8 mm"]
-    run(w, factor=2, preset="fast", stopping="fixed", iterations=1000, preview_every=100)
+    run(w, factor=2, preset="fast", stopping="fixed", iterations=1000, preview_every=10)
     viewer.layers["MRI 0.8 mm"].visible = False
     shoot(viewer, "superres")
 
@@ -94,29 +108,26 @@ def inpaint(viewer):
         holes[y:y + 4, 8:120] = 1
     viewer.add_image(clean * (1 - holes[..., None]), name="F16 with holes", rgb=True)
     viewer.add_labels(holes, name="holes")
-    w = open_widget(viewer, "Inpainting (Deep Image Prior)")
+    w = open_widget(viewer, "Inpaint")
     w.reset_choices()
     w["image"].value = viewer.layers["F16 with holes"]
     w["mask"].value = viewer.layers["holes"]
-    run(w, preset="fast", stopping="fixed", iterations=600, preview_every=100)
+    run(w, preset="fast", stopping="fixed", iterations=600, preview_every=10)
     viewer.layers.remove("holes")
     shoot(viewer, "inpaint")
 
 
 def decoder(viewer):
     viewer.open_sample("napari-dip", "mri_t1")
-    viewer.layers["T1 MRI"].visible = False
+    viewer.layers.remove("T1 MRI")
     clean = viewer.layers["T1 MRI clean"]
-    clean.visible = True
     viewer.dims.set_point(0, 2 * 0.8)
     w = open_widget(viewer, "Deep Decoder")
     w.reset_choices()
     w["image"].value = clean
-    w.advanced_section.expand(animate=False)
-    run(w, preset="fast", channels=48, blocks=6, scale=16, code="blurred", ensemble=2, add_spread=True,
-        iterations=300, preview_every=50)
-    viewer.layers.remove("T1 MRI")
-    shoot(viewer, "decoder")
+    run(w, preset="fast", channels=48, blocks=6, scale=16, code="blurred", ensemble=2, patch_rows=2,
+        patch_cols=2, add_spread=False, add_patches=True, iterations=300, preview_every=10)
+    shoot(viewer, "decoder", grid=False)  # the mean, the patch grid on top, the stability in the dock
 
 
 def main(names: list[str]) -> None:

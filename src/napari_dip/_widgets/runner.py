@@ -212,17 +212,20 @@ class JobRun:
             self._layer_deleted = True
         if self._layer_deleted:
             return  # the user removed it during the run: the result comes back as a new layer
-        data = self._buffer if self.job.keep is None else np.where(self.job.keep[0], self.job.keep[1],
-                                                                    self._buffer).astype(np.float32)
+        layout = Layout(self._buffer.shape, self.job.layout.channel_axis)
+        keep = self.job.keep
         if self.layer is None:
+            data = self._buffer if keep is None else np.where(keep[0], keep[1], self._buffer)
             name = unique_name(self.viewer, f"{self.job.source.name} [{self.job.title}]")
-            self.layer = self.viewer.add_image(np.array(data, np.float32), name=name, **self._layer_kwargs)
+            self.layer = self.viewer.add_image(np.array(_displayed(data, self.job.source)), name=name,
+                                               **self._layer_kwargs)
             self.layer.metadata.update(self._metadata(status="running", partial=True))
             return
-        out = as_slices(self.layer.data, Layout(self.layer.data.shape, self.job.layout.channel_axis))
-        src = as_slices(data, Layout(data.shape, self.job.layout.channel_axis))
+        out = as_slices(self.layer.data, layout)
+        where, values = (None, None) if keep is None else (as_slices(keep[0], layout), as_slices(keep[1], layout))
         for i in (range(len(out)) if slices is None else slices):
-            out[i] = src[i]
+            x = self._buffer_slices[i] if keep is None else np.where(where[i], values[i], self._buffer_slices[i])
+            out[i] = _displayed(x, self.job.source)
         self.layer.refresh()
 
     def _on_event(self, event) -> None:
@@ -293,7 +296,7 @@ class JobRun:
                 self.job.finish(output, report, self.layer)
         except Exception as err:  # a task's extra layers failed: the result itself stays
             show_error(f"{self.job.title}: adding the extra layers failed: {err}")
-        self._match_rgb_dtype()
+        self.layer.refresh()
         if self.job.summary is not None:
             self.summary = self.job.summary(report)
         text = f"{'stopped, partial result kept' if partial else 'done'} in {report.get('seconds', 0):.1f} s"
@@ -302,15 +305,6 @@ class JobRun:
             text += f" · PSNR {before}{metrics['psnr']:.2f} dB"
         self.state = "stopped" if report.get("cancelled") else "done"
         self.value, self.text = (self.value if partial else 1000), text
-
-    def _match_rgb_dtype(self) -> None:
-        """napari shows float RGB as 0..1: give RGB results from integer images the input's dtype."""
-        dtype = np.dtype(self.job.source.dtype)
-        if self.layer.rgb and dtype.kind in "ui":
-            info = np.iinfo(dtype)
-            self.layer.data = np.clip(np.rint(self.layer.data), info.min, info.max).astype(dtype)
-        else:
-            self.layer.refresh()
 
     def _on_error(self, err: BaseException) -> None:
         message = str(err)
@@ -536,6 +530,15 @@ class JobRunner:
             self.on_state(run.state)
         except RuntimeError:  # the dock's Qt widgets are gone
             self.close()
+
+
+def _displayed(data: np.ndarray, source) -> np.ndarray:
+    """napari shows float RGB as 0..1: RGB results of integer images get the input's dtype."""
+    dtype = np.dtype(source.dtype)
+    if source.rgb and dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(data), info.min, info.max).astype(dtype)
+    return data.astype(np.float32, copy=False)
 
 
 def _initial_result(job: Job) -> np.ndarray:
