@@ -19,7 +19,9 @@ class DenoiseWidget(TaskForm):
                          tooltip="Noise model: gaussian (the squared error); auto, poisson-gaussian, poisson: "
                                  "variance a x + b estimated per slice and used as the loss (fluorescence, "
                                  "EM photon noise); rician: MRI magnitude images"),
-                Label(name="noise_model", label="noise model", value="")]
+                Label(name="noise_model", label="noise model", value="",
+                      tooltip="The noise model the last run estimated (a: signal-dependent variance "
+                              "factor, b: constant variance), in the image's units")]
 
     def config_options(self) -> dict:
         return {**super().config_options(), "noise": self["noise"].value}
@@ -28,8 +30,12 @@ class DenoiseWidget(TaskForm):
         """Show the model of the first slice that has one (the report has every slice's)."""
         models = [s for s in (report or {}).get("slices", []) if "noise" in s]
         if not models:
-            self["noise_model"].value = "gaussian (squared error)" if report else ""
-            return
-        m = models[0]["noise"]
-        more = f" (slice {models[0]['slice']}; {len(models)} slices in the report)" if len(models) > 1 else ""
-        self["noise_model"].value = f"{m['kind']}: a={m['a']:.4g}, b={m['b']:.4g} in the image's units{more}"
+            text = "gaussian (squared error)" if report else ""
+        else:
+            m = models[0]["noise"]
+            more = f" (slice {models[0]['slice']}; {len(models)} slices in the report)" if len(models) > 1 else ""
+            text = f"{m['kind']}: a={m['a']:.4g}, b={m['b']:.4g} in the image's units{more}"
+        try:
+            self["noise_model"].value = text
+        except RuntimeError:  # the dock was closed during the run; the model is in the metadata
+            pass
