@@ -61,6 +61,9 @@ def test_vst_mse_is_minimised_at_the_clean_intensity_at_low_counts():
     gat = lambda t: 2 / a * torch.sqrt((a * t + 0.375 * a * a + b).clamp_min(0))  # noqa: E731
     naive = [float(((gat(y) - gat(torch.tensor(g))) ** 2).mean()) for g in grid]
     assert abs(grid[int(np.argmin(naive))] - x) > 3 * abs(grid[int(np.argmin(values))] - x) + 0.003
+    dark = torch.tensor([[[[-0.2, 0.0, 0.02, 30.0]]]], requires_grad=True)  # below, at, above the grid
+    loss(dark, torch.full((1, 1, 1, 4), 0.05)).sum().backward()
+    assert bool(torch.isfinite(dark.grad).all())
     gauss = noise_loss("vst-mse", [NoiseModel("gaussian", 0.0, 0.01)])
     pp, yy = torch.rand(1, 1, 4, 4), torch.rand(1, 1, 4, 4)
     np.testing.assert_allclose(gauss(pp, yy).numpy(), (((pp - yy) ** 2) / 0.01).mean().numpy(), rtol=1e-5)

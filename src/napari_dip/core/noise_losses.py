@@ -123,7 +123,8 @@ class VstMSE(PerProblem):
         table = self.table.to(p)
         d0, d1 = table.gather(1, hi - 1), table.gather(1, hi)
         interp = d0 + (d1 - d0) * (inside - x0) / (x1 - x0)
-        tail = 2 * torch.sqrt(counts + 0.125 + sigma2.reshape(g, 1))
+        # Clamped so that the branch torch.where discards has no NaN gradient (below the grid).
+        tail = 2 * torch.sqrt(counts.clamp_min(float(grid[-1])) + 0.125 + sigma2.reshape(g, 1))
         expected = torch.where(counts > grid[-1], tail, interp).reshape(p.shape)
         return torch.where(a > 0, expected, p / torch.sqrt(b.clamp_min(1e-12)))
 
