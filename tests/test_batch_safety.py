@@ -16,10 +16,8 @@ import pytest
 import torch
 
 from napari_dip.api import SliceDone
-from napari_dip.batch import (ClusterLost, Notice, OutputLocked, SliceFailed, open_client, output_lock,
-                              process_volume, work_folder)
+from napari_dip.batch import ClusterLost, OutputLocked, open_client, output_lock, process_volume, work_folder
 from napari_dip.batch.lock import lock_path
-from napari_dip.cli import main
 from napari_dip.core.task import make_config
 from napari_dip.io import ImageMeta
 
