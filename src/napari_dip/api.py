@@ -5,6 +5,7 @@ the CLI and the batch runner use too.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass, replace
 from typing import Callable, Generator, Sequence
@@ -18,9 +19,12 @@ from .core.fit import (FitResult, FitSettings, Progress, drain, fit, parallel_gr
 from .core.nets.factory import copy_problem
 from .core.stopping import DataFitStop, smoothed_loss
 from .core.task import TaskConfig, build_problem, make_config
+from .tiled import tile_slices
 
 __all__ = ["denoise", "super_resolve", "inpaint", "run", "make_config", "SliceProgress", "SliceDone"]
 
+log = logging.getLogger("napari_dip")
+TIMED_ITERATIONS = 5  # a tiled run's time per iteration is measured over its first fit's first iterations
 WARM_LR_RAMP = 25
 """Iterations over which a warm-started fit's learning rate rises to the configured one. With
 fresh Adam at the full rate, warm slices needed 1.5-1.8x as many iterations to reach the first
@@ -41,6 +45,7 @@ class SliceProgress:
     count: int
     progress: Progress
     slices: tuple[int, ...] = ()
+    tiles: tuple[int, ...] = ()
 
 
 @dataclass
@@ -80,7 +85,7 @@ def _baseline(observed: np.ndarray, config: TaskConfig) -> np.ndarray:
 def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None, ground_truth=None,
         device: str = "auto", slices: Sequence[int] | None = None, out: np.ndarray | None = None,
         cancel: Callable[[], bool] | None = None, batch_size: int | None = None,
-        warm_start: bool | None = None,
+        warm_start: bool | None = None, tile_size: int | None = None, max_memory=None,
         ) -> Generator[SliceProgress | SliceDone, None, tuple[np.ndarray, dict]]:
     """Restore ``image`` slice by slice; yield progress and finished slices; return (output, report).
 
@@ -106,6 +111,14 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
     ``config.noise`` (denoising; see :mod:`napari_dip.core.noise_setup`): with a noise model,
     each slice's model is estimated from the slice in the input's units (or given), carried
     into the fit's units and used as its loss; each slice's record gives its model.
+
+    Slices too large for ``max_memory`` (bytes or a string like '4GB'; default: a safe share of
+    the free RAM or GPU memory, see :mod:`napari_dip.core.memory`), or any with ``tile_size``
+    (a tile side in output pixels), are cut into overlapping tiles fitted as problems like
+    slices (batches, parallel groups, warm starts, per-tile stopping) and blended back with a
+    cosine window (:mod:`napari_dip.tiled`), each from fresh weights (no warm start); then ``position`` and ``count`` of the events count
+    tiles, ``tiles`` names each problem's tile, and previews are left out (finished tiles are
+    blended into the output as they come). ``report['tiling']`` says what ran.
     """
     image = check_image(image, "image", channel_axis)
     warm_start = config.warm_start if warm_start is None else bool(warm_start)
@@ -134,34 +147,59 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
     dev = resolve_device(device)
     h, w = layout.spatial
     ph, pw = padded_size(config.network, h, w, factor)
-    size = batch_size or auto_batch_size(config, layout.channels, (ph * factor, pw * factor), dev)
-    size = max(1, min(size, len(todo)))
+    tile_size = config.extra.get("tile_size") if tile_size is None else tile_size
+    max_memory = config.extra.get("max_memory") if max_memory is None else max_memory
+    tiles, memory = tile_slices(config, src=src, gt=gt, mask=msk, intensity=intensity, spatial=(h, w),
+                                padded=(ph, pw), device=dev, tile_size=tile_size, max_memory=max_memory,
+                                n_slices=len(todo))
+    fitted = (ph * factor, pw * factor) if tiles is None else tiles.grid_hr.tile
+    if tiles is not None:
+        # Tiles are fitted cold: a tile started from its neighbour's weights (other content)
+        # fell far short of a cold fit in the same iterations (docs/speed.md, "Full size").
+        warm_start = False
+    units = [(i, t) for i in todo for t in range(1 if tiles is None else tiles.count)]
+    size = batch_size or auto_batch_size(config, layout.channels, fitted, dev)
+    if memory is not None and batch_size is None:
+        size = min(size, memory.batch_size)
+    size = max(1, min(size, len(units)))
 
     def settings_for(n: int) -> FitSettings:
         # 'auto' is resolved per fit, by its pixels: a warm start's first slice or a last,
         # smaller batch too small for bf16 to pay runs in fp32 (weights stay fp32 throughout).
-        amp = resolve_precision(config.fit.precision, dev, pixels=n * ph * pw * factor ** 2)
+        amp = resolve_precision(config.fit.precision, dev, pixels=n * fitted[0] * fitted[1])
         return replace(config.fit, precision="fp32" if amp is None else "bf16")
 
     records: list[dict] = []
-    report = _report_header(config, dev, layout, intensity, (ph * factor, pw * factor))
+    report = _report_header(config, dev, layout, intensity, fitted)
     report.update(batch_size=size, warm_start=bool(warm_start), precision=settings_for(size).precision,
                   parallel=parallel_groups(config.fit.parallel, dev, size))
+    if tiles is not None:
+        report["tiling"] = {**tiles.describe(len(todo)), "batch_size": size}
+        log.info("tiling: %s", tiles.summary(len(todo), size))
+        tile_records: dict[int, list[dict]] = {}
     start = time.perf_counter()
     cancelled = False
     torch = _torch()
     previous = None  # (network, problems) of the last fit, for warm starts
     target = None  # the data fit warm-started slices stop at: the first fit's
-    for first, batch in _groups(todo, size, warm_start):
-        n = len(batch)
-        obs = [intensity.to_unit(src[i]) for i in batch]
-        obs_t = torch.from_numpy(np.stack([pad_reflect(o, ph, pw) for o in obs]))
-        gt_t = None if gt is None else torch.from_numpy(np.stack(
-            [pad_reflect(intensity.to_unit(gt[i]), ph * factor, pw * factor) for i in batch]))
-        msk_t = None if msk is None else torch.from_numpy(np.stack([pad_reflect(msk[i], ph, pw) for i in batch]))
-        models = [config.noise.model(src[i]) for i in batch] if config.noise.modelled else None
+    for first, group in _groups(units, size, warm_start):
+        n = len(group)
+        batch = [i for i, _ in group]
+        if tiles is None:
+            obs = [intensity.to_unit(src[i]) for i in batch]
+            obs_t = torch.from_numpy(np.stack([pad_reflect(o, ph, pw) for o in obs]))
+            gt_t = None if gt is None else torch.from_numpy(np.stack(
+                [pad_reflect(intensity.to_unit(gt[i]), ph * factor, pw * factor) for i in batch]))
+            msk_t = None if msk is None else torch.from_numpy(np.stack([pad_reflect(msk[i], ph, pw) for i in batch]))
+        else:
+            obs_t, gt_t, msk_t = tiles.inputs(group)
+        # A slice's noise model is estimated once, from the whole slice (its tiles share it).
+        unique = {i: config.noise.model(src[i]) for i in dict.fromkeys(batch)} if config.noise.modelled else None
+        models = [unique[i] for i in batch] if unique else None
         loss = config.noise.loss_for([m for m, _ in models], intensity.offset, intensity.scale) if models else None
         problem = build_problem(config, obs_t, seeds=[config.seed] * n, mask=msk_t, ground_truth=gt_t, loss=loss)
+        if tiles is not None:
+            problem.code = tiles.codes(group)
         warm = previous is not None
         if warm:
             copy_problem(previous[0], previous[1] - 1, previous[1], problem.network)
@@ -170,12 +208,25 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
         if warm and not settings.lr_ramp:
             settings = replace(settings, lr_ramp=WARM_LR_RAMP)
         gen = fit(problem, settings, rule, device=dev, cancel=cancel)
-        result: FitResult = yield from _relay(gen, batch, first, len(todo))
+        clock = None if tiles is None else report["tiling"]
+        result: FitResult = yield from _relay(gen, batch, first, len(units),
+                                              None if tiles is None else tuple(t for _, t in group), clock)
         if warm_start and not result.cancelled:
             previous = (problem.network, n)
             if target is None and len(result.loss_curve):
                 target = report["warm_target_loss"] = _data_fit(result, n - 1)
         report.setdefault("parameters", result.parameters)
+        if tiles is not None:
+            cancelled = result.cancelled
+            yield from _blend_tiles(tiles, group, result, out_slices, tile_records, records, gt, intensity,
+                                    config, settings, warm, len(todo), models)
+            elapsed = time.perf_counter() - start
+            done_units = first + n
+            log.info("tiling: %d/%d tile(s) done in %.0f s, about %.0f s left", done_units, len(units), elapsed,
+                     elapsed / done_units * (len(units) - done_units))
+            if cancelled:
+                break
+            continue
         for g, index in enumerate(batch):
             restored = result.output[g, :, : h * factor, : w * factor]
             if models:
@@ -235,14 +286,67 @@ def auto_batch_size(config: TaskConfig, channels: int, size: tuple[int, int], de
     return fits
 
 
-def _relay(gen, batch: list[int], position: int, count: int):
-    """Yield a fit's progress as SliceProgress events and return its result."""
+def _relay(gen, batch: list[int], position: int, count: int, tiles: tuple[int, ...] | None = None,
+           clock: dict | None = None):
+    """Yield a fit's progress as SliceProgress events and return its result (for tiles, without
+    previews: they are tile-sized). ``clock`` (a tiled run's report entry) gets the seconds per
+    iteration of the run's first fit, measured over :data:`TIMED_ITERATIONS` iterations, and
+    the estimate is logged."""
+    began = time.perf_counter()
     while True:
         try:
             event = next(gen)
         except StopIteration as stop:
             return stop.value
-        yield SliceProgress(batch[0], position, count, event, tuple(batch))
+        if tiles is not None:
+            event.preview = None
+        if clock is not None and "seconds_per_iteration" not in clock and event.iteration == TIMED_ITERATIONS:
+            per = clock["seconds_per_iteration"] = (time.perf_counter() - began) / TIMED_ITERATIONS
+            batches = -(-clock["tiles_total"] // clock["batch_size"])
+            log.info("tiling: %.2f s per iteration for a batch of %d tile(s) (first %d iterations); at most %d "
+                     "iterations x %d batch(es): at most about %.0f s", per, len(tiles), TIMED_ITERATIONS,
+                     event.total, batches, per * event.total * batches)
+        yield SliceProgress(batch[0], position, count, event, tuple(batch), tiles or ())
+
+
+def _blend_tiles(tiles, group, result: FitResult, out_slices, tile_records: dict, records: list, gt,
+                 intensity: Intensity, config: TaskConfig, settings: FitSettings, warm: bool, count: int,
+                 models=None):
+    """Blend a fit's tiles into their slices; yield SliceDone for each slice whose tiles are all in
+    (after a cancelled fit, for its slices too: partial, their unfitted tiles left at 0).
+
+    A slice's record holds its tiles' records, the sum of their seconds, the most iterations
+    and the metrics of the blended slice."""
+    th, tw = tiles.grid_hr.tile
+    finished = []
+    for g, (index, t) in enumerate(group):
+        restored = result.output[g, :, :th, :tw]
+        if models:
+            restored = config.noise.finish(restored, models[g][0], intensity.offset, intensity.scale)
+        record = _slice_record(index, g, result, restored, tiles.observed(index, t), None, config)
+        record.update(tile=t, batch=len(group), warm_start=warm, precision=settings.precision)
+        tile_records.setdefault(index, []).append(record)
+        if tiles.add(out_slices[index], index, t, restored):
+            finished.append(index)
+    if result.cancelled:
+        finished += [i for i in dict.fromkeys(i for i, _ in group) if i not in finished]
+    for index in finished:
+        parts = tile_records.pop(index)
+        losses = [p["final_loss"] for p in parts if p["final_loss"] is not None]
+        record = {"slice": index, "tiles": parts, "seconds": round(sum(p["seconds"] for p in parts), 3),
+                  "iterations": max(p["iterations"] for p in parts),
+                  "fitted_iterations": int(sum(p["fitted_iterations"] for p in parts)),
+                  "final_loss": float(np.mean(losses)) if losses else None,
+                  "precision": settings.precision}
+        if gt is not None:
+            truth = intensity.to_unit(gt[index])
+            record["psnr_input"], record["ssim_input"] = _metrics(
+                _baseline(intensity.to_unit(tiles.src[index]), config), truth)
+            record["psnr"], record["ssim"] = _metrics(np.clip(intensity.to_unit(out_slices[index]), 0, 1), truth)
+        if result.cancelled:
+            record["partial"] = True
+        records.append(record)
+        yield SliceDone(index, len(records) - 1, count, out_slices[index], record)
 
 
 def _prepare_aux(arr, name: str, layout: Layout, channel_axis: int | None, factor: int) -> np.ndarray | None:
@@ -307,7 +411,7 @@ def _restore(task: str, image, *, factor: int = 1, mask=None, preset=None, itera
              stop="auto", ground_truth=None, seed=0, device="auto", channel_axis=None, precision=None,
              network=None, code=None, architecture=None, stopping=None, return_report=False,
              callback=None, cancel=None, batch_size=None, warm_start=None, parallel=None,
-             noise="gaussian", noise_params=None):
+             noise="gaussian", noise_params=None, tile_size=None, max_memory=None):
     config = make_config(task, preset=preset, factor=factor, iterations=iterations, lr=lr, stop=stop,
                          seed=seed, precision=precision, network=network, code=code,
                          architecture=architecture, stopping=stopping, parallel=parallel,
@@ -315,7 +419,8 @@ def _restore(task: str, image, *, factor: int = 1, mask=None, preset=None, itera
     if config.stop == "oracle" and ground_truth is None:
         raise ValueError("stop='oracle' needs ground_truth (it is for evaluation only)")
     gen = run(config, image, channel_axis=channel_axis, mask=mask, ground_truth=ground_truth,
-              device=device, cancel=cancel, batch_size=batch_size, warm_start=warm_start)
+              device=device, cancel=cancel, batch_size=batch_size, warm_start=warm_start, tile_size=tile_size,
+              max_memory=max_memory)
     output, report = drain(gen, callback)
     return (output, report) if return_report else output
 
@@ -334,9 +439,12 @@ _DOC_OPTIONS = """
     from the weights fitted to the slice before; default: on for denoising, off for the other
     tasks), ``parallel`` (groups of a batch fitted at the same time, one thread each; default:
     one per torch thread on the CPU), ``noise`` (denoising: 'gaussian', 'auto',
-    'poisson-gaussian', 'poisson', 'rician'; see :mod:`napari_dip.core.noise_setup`) and
+    'poisson-gaussian', 'poisson', 'rician'; see :mod:`napari_dip.core.noise_setup`),
     ``noise_params`` ((a, b) of variance = a * x + b in the input's units instead of an
-    estimate per slice).
+    estimate per slice), ``max_memory`` (a memory budget, e.g. '4GB'; default: a
+    safe share of the free memory) and ``tile_size`` (a tile side in output pixels): slices too
+    large for the budget, or any with ``tile_size``, are fitted as overlapping tiles blended back
+    without seams (see :func:`run`).
 
     Returns float32 in the input's intensity units; nD stacks are processed slice by slice
     over the axes before Y, X (and the channel axis).

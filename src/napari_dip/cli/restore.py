@@ -12,6 +12,7 @@ from ..io import ImageMeta, read_image, write_image
 from .baseline import add_noise_options
 from .common import (VolumeProgress, add_dip_options, add_shared_options, add_volume_options, dip_settings,
                      progress_bar, write_report)
+from .tiling import add_tiling_options, with_tiling
 
 
 def register(sub) -> None:
@@ -36,6 +37,7 @@ def register(sub) -> None:
             add_noise_options(p, default="gaussian")
         add_dip_options(p)
         add_volume_options(p)
+        add_tiling_options(p)
         p.set_defaults(func=run_task, task=name)
     d = sub.add_parser("demo", help="denoise a bundled sample (F16 crop, noise sigma 25/255); works offline",
                        description="Adds Gaussian noise (sigma 25/255) to a bundled 128x128 crop of the "
@@ -84,6 +86,7 @@ def run_task(args: argparse.Namespace) -> int:
                          iterations=args.iterations, lr=args.lr, stop=args.stop, seed=args.seed,
                          precision=args.precision, **dip_settings(args),
                          **({"noise": args.noise, "noise_params": args.noise_params} if args.task == "denoise" else {}))
+    config = with_tiling(config, args)
     truth = read_image(args.ground_truth)[0] if args.ground_truth else None
     if args.stop == "oracle" and truth is None:
         raise ValueError("--stop oracle needs --ground-truth (it is for evaluation only)")

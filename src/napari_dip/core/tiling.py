@@ -127,6 +127,16 @@ class TileGrid:
                         tuple(s * f for s in self.starts_y), tuple(s * f for s in self.starts_x),
                         self.margin * f)
 
+    def reduced(self, divisor: int) -> "TileGrid":
+        """The same grid on an image ``divisor`` times smaller (a Deep Decoder's code)."""
+        d = int(divisor)
+        sides = (*self.shape, *self.tile, *self.starts_y, *self.starts_x)
+        if any(s % d for s in sides):
+            raise ValueError(f"the grid's sizes and starts are not all multiples of {d}")
+        return TileGrid((self.shape[0] // d, self.shape[1] // d), (self.tile[0] // d, self.tile[1] // d),
+                        tuple(s // d for s in self.starts_y), tuple(s // d for s in self.starts_x),
+                        self.margin // d)
+
     def cut(self, x, index: int | None = None):
         """Tile ``index`` of ``x`` (..., H', W'), or all tiles stacked on a new first axis.
 

@@ -1,0 +1,157 @@
+"""Full-size benchmarks: denoising whole images against tiles, wall time, peak memory, PSNR, seams.
+
+Images (ISBI 2012 EM training volume, scaled to [0, 1]; Gaussian noise sigma 25/255 with seed 0,
+clipped to [0, 1]; PSNR against the clean image):
+
+- ``512``: section 0 (512 x 512);
+- ``2048``: sections 0-3 laid out 2 x 2 (2048 x 2048);
+- ``4096``: sections 0-15 laid out 4 x 4 (4096 x 4096).
+
+Each row runs in a fresh process (``--one``) so that its peak resident memory is its own;
+``peak_rss`` is that process's maximum RSS (torch and the arrays included), ``fit_peak`` the
+part above the RSS just before fitting. ``seam_psnr`` is the PSNR in bands of +-``--band``
+pixels around the lines where tiles hand over, against the whole-image fit's PSNR in the same
+bands (rows of the same image). The device is automatic (CUDA when present).
+
+    python benchmarks/fullsize.py --sizes 512 --tiles 0,256 --out docs-fullsize.json
+    python benchmarks/fullsize.py --one 512 256 --iterations 400   # one row, JSON on stdout
+
+Rows already in the work folder (``<out without .json>/out_SIZE_TILE.npy`` and ``.json``,
+e.g. from ``--one ... --save`` run in parallel) are reused, not run again.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "em" / "isbi2012_train_volume.tif"
+SIGMA = 25 / 255
+
+
+def image(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(clean, noisy) float32 images of side ``size`` (512, 2048 or 4096) from ISBI sections."""
+    import tifffile
+    stack = tifffile.imread(DATA).astype(np.float32) / 255.0
+    k = size // 512
+    if k * 512 != size or k * k > len(stack):
+        raise ValueError(f"size must be 512 times 1..{int(len(stack) ** 0.5)}, got {size}")
+    clean = np.block([[stack[r * k + c] for c in range(k)] for r in range(k)]).astype(np.float32)
+    rng = np.random.default_rng(0)
+    noisy = np.clip(clean + rng.normal(0, SIGMA, clean.shape), 0, 1).astype(np.float32)
+    return clean, noisy
+
+
+def psnr(x: np.ndarray, ref: np.ndarray) -> float:
+    return float(10 * np.log10(1.0 / np.mean((np.clip(x, 0, 1) - ref) ** 2)))
+
+
+def seam_mask(shape: tuple[int, int], tile: int, band: int) -> np.ndarray:
+    """True within ``band`` pixels of the lines where tiles of side ``tile`` hand over."""
+    from napari_dip.core.tiling import TileGrid
+    from napari_dip.tiled import overlap_for
+    grid = TileGrid.make(shape, tile, overlap_for(tile))
+    ys, xs = grid.edges()
+    m = np.zeros(shape, bool)
+    for y in ys:
+        m[max(0, y - band):y + band] = True
+    for x in xs:
+        m[:, max(0, x - band):x + band] = True
+    return m
+
+
+def one(size: int, tile: int, iterations: int | None, stop: str, max_memory: str | None, out: str | None) -> dict:
+    """Denoise one image (tile 0: whole) and return its row; saves the output to ``out``."""
+    import psutil
+    import torch
+
+    from napari_dip import api
+    clean, noisy = image(size)
+    before = psutil.Process().memory_info().rss
+    seen = {"iterations": 0, "first": None}
+    start = time.perf_counter()
+
+    def on_event(event):
+        if hasattr(event, "progress"):
+            seen["iterations"] += 1
+            if seen["first"] is None and event.progress.iteration == 5:
+                seen["first"] = (time.perf_counter() - start) / 5
+
+    restored, report = api.denoise(noisy, iterations=iterations, stop=stop, return_report=True, callback=on_event,
+                                   tile_size=tile or None, max_memory=max_memory)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if out:
+        np.save(out, restored)
+    records = report["slices"][0]
+    tiles = records.get("tiles", [records])
+    row = {"size": size, "tile": tile or None, "device": report["device"], "threads": torch.get_num_threads(),
+           "wall_s": round(seconds, 1), "iterations_per_problem": [t["iterations"] for t in tiles],
+           "stop_iterations": [t["stop_iteration"] for t in tiles], "problems": len(tiles),
+           "events": seen["iterations"], "s_per_event_first5": seen["first"],
+           "peak_rss_gb": round(peak / 2 ** 30, 3), "fit_peak_gb": round((peak - before) / 2 ** 30, 3),
+           "psnr_noisy": psnr(noisy, clean), "psnr": psnr(restored, clean), "tiling": report.get("tiling"),
+           "precision": report["precision"], "stop": stop, "iterations_cap": report["fit"]["iterations"]}
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--one", nargs=2, type=int, metavar=("SIZE", "TILE"), help="run one row (TILE 0: whole)")
+    ap.add_argument("--sizes", default="512", help="comma-separated image sides (512, 2048, 4096)")
+    ap.add_argument("--tiles", default="0,256", help="comma-separated tile sides, 0 = the whole image")
+    ap.add_argument("--iterations", type=int, default=None, help="iteration cap (default: the preset's)")
+    ap.add_argument("--stop", default="auto", help="stopping rule (default: auto)")
+    ap.add_argument("--max-memory", default=None, help="memory budget, e.g. 3GB")
+    ap.add_argument("--band", type=int, default=8, help="half width of the seam bands, pixels")
+    ap.add_argument("--save", default=None, help="--one: save the output (.npy)")
+    ap.add_argument("--out", default="fullsize.json", help="results (JSON), one row per run")
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(one(*args.one, args.iterations, args.stop, args.max_memory, args.save)))
+        return
+    rows = []
+    work = Path(args.out).with_suffix("")
+    work.mkdir(parents=True, exist_ok=True)
+    for size in [int(s) for s in args.sizes.split(",")]:
+        clean, _ = image(size)
+        outputs = {}
+        for tile in [int(t) for t in args.tiles.split(",")]:
+            save = work / f"out_{size}_{tile}.npy"
+            saved_row = save.with_suffix(".json")  # a row run before (e.g. by hand with --one)
+            if save.is_file() and saved_row.is_file():
+                rows.append(json.loads(saved_row.read_text().strip().splitlines()[-1]))
+                outputs[tile] = np.load(save)
+                continue
+            cmd = [sys.executable, __file__, "--one", str(size), str(tile), "--stop", args.stop,
+                   "--save", str(save)]
+            cmd += ["--iterations", str(args.iterations)] if args.iterations else []
+            cmd += ["--max-memory", args.max_memory] if args.max_memory else []
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode:
+                print(done.stderr, file=sys.stderr)
+                continue
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            outputs[tile] = np.load(save)
+            rows.append(row)
+            Path(args.out).write_text(json.dumps(rows, indent=1))
+            print(json.dumps(row), flush=True)
+        if 0 in outputs:
+            for row in rows:
+                if row["size"] == size and row["tile"]:
+                    m = seam_mask(clean.shape, row["tile"], args.band)
+                    row["seam_psnr"] = psnr(outputs[row["tile"]][m], clean[m])
+                    row["seam_psnr_whole"] = psnr(outputs[0][m], clean[m])
+                    row["psnr_whole"] = psnr(outputs[0], clean)
+        Path(args.out).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

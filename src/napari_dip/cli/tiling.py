@@ -1,0 +1,46 @@
+"""``--max-memory`` and ``--tile-size``: large slices fitted as overlapping tiles within a budget."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import replace
+
+from ..core.memory import parse_bytes
+
+
+def add_tiling_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("large images")
+    g.add_argument("--max-memory", type=_size, metavar="SIZE",
+                   help="memory budget for fitting, e.g. 4GB or 512MB (default: half the free RAM, or 80%% of "
+                        "the free GPU memory); slices that do not fit whole are fitted as overlapping tiles "
+                        "blended back without seams")
+    g.add_argument("--tile-size", type=_side, metavar="N",
+                   help="fit every slice as tiles of N x N output pixels (rounded up to a size the network "
+                        "accepts) whatever the budget")
+
+
+def with_tiling(config, args: argparse.Namespace):
+    """The config carrying the tiling options (api.run reads them from ``config.extra``); the
+    plan of a tiled run is printed to stderr before it fits (logger ``napari_dip``)."""
+    options = {k: v for k, v in (("max_memory", args.max_memory), ("tile_size", args.tile_size)) if v is not None}
+    log = logging.getLogger("napari_dip")
+    if not args.quiet and not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("napari-dip: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    return replace(config, extra={**config.extra, **options}) if options else config
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_bytes(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _side(text: str) -> int:
+    if not text.isdigit() or int(text) < 32:
+        raise argparse.ArgumentTypeError(f"expected a tile side of at least 32 pixels, got {text!r}")
+    return int(text)
