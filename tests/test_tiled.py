@@ -84,3 +84,25 @@ def test_a_tile_that_cannot_fit_is_refused_before_any_compute():
     with pytest.raises(ValueError, match=r"one tile of 64x64 pixels needs about .* MB but the memory budget is "
                                          r"1.00 MB; raise --max-memory"):
         next(api.run(make_config("denoise", iterations=2), noisy, max_memory="1MB"))
+
+
+def test_cli_tiles_a_slice_and_says_what_runs(tmp_path, capsys):
+    import json
+
+    import tifffile
+
+    from napari_dip.cli import main
+    _, noisy = _smooth(96, 80)
+    src, out, report = tmp_path / "in.tif", tmp_path / "out.tif", tmp_path / "r.json"
+    tifffile.imwrite(src, (noisy * 255).astype(np.uint8))
+    assert main(["denoise", str(src), "-o", str(out), "--iterations", "6", "--stop", "fixed", "--tile-size", "64",
+                 "--report", str(report)]) == 0
+    err = capsys.readouterr().err
+    assert "tiling: 4 tile(s) of 64x64 (2 x 2 per slice" in err and "s per iteration" in err
+    assert "tiling: 4/4 tile(s) done" in err
+    assert tifffile.imread(out).shape == (96, 80)
+    assert json.loads(report.read_text())["tiling"]["tiles"] == 4
+    assert main(["denoise", str(src), "-o", str(tmp_path / "o2.tif"), "--max-memory", "1MB", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "memory budget is 1.00 MB; raise --max-memory" in err[0]
+    assert not (tmp_path / "o2.tif").exists()

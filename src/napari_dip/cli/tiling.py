@@ -25,10 +25,8 @@ def with_tiling(config, args: argparse.Namespace):
     plan of a tiled run is printed to stderr before it fits (logger ``napari_dip``)."""
     options = {k: v for k, v in (("max_memory", args.max_memory), ("tile_size", args.tile_size)) if v is not None}
     log = logging.getLogger("napari_dip")
-    if not args.quiet and not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("napari-dip: %(message)s"))
-        log.addHandler(handler)
+    if not args.quiet and not any(isinstance(h, _Stderr) for h in log.handlers):
+        log.addHandler(_Stderr())
         log.setLevel(logging.INFO)
     return replace(config, extra={**config.extra, **options}) if options else config
 
@@ -44,3 +42,10 @@ def _side(text: str) -> int:
     if not text.isdigit() or int(text) < 32:
         raise argparse.ArgumentTypeError(f"expected a tile side of at least 32 pixels, got {text!r}")
     return int(text)
+
+
+class _Stderr(logging.Handler):
+    """Messages as 'napari-dip: ...' lines on the current sys.stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"napari-dip: {record.getMessage()}", file=sys.stderr, flush=True)
