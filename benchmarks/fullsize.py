@@ -4,8 +4,9 @@ Images (ISBI 2012 EM training volume, scaled to [0, 1]; Gaussian noise sigma 25/
 clipped to [0, 1]; PSNR against the clean image):
 
 - ``512``: section 0 (512 x 512);
-- ``2048``: sections 0-3 laid out 2 x 2 (2048 x 2048);
-- ``4096``: sections 0-15 laid out 4 x 4 (4096 x 4096).
+- ``2048``: sections 0-15 laid out 4 x 4, row by row (2048 x 2048);
+- ``4096``: 8 x 8 sections, section k at place k taken as k mod 30 (the volume has 30: sections
+  0-3 appear three times), for time and memory.
 
 Each row runs in a fresh process (``--one``) so that its peak resident memory is its own;
 ``peak_rss`` is that process's maximum RSS (torch and the arrays included), ``fit_peak`` the
@@ -37,13 +38,13 @@ SIGMA = 25 / 255
 
 
 def image(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(clean, noisy) float32 images of side ``size`` (512, 2048 or 4096) from ISBI sections."""
+    """(clean, noisy) float32 images of side ``size`` (a multiple of 512) from ISBI sections."""
     import tifffile
     stack = tifffile.imread(DATA).astype(np.float32) / 255.0
     k = size // 512
-    if k * 512 != size or k * k > len(stack):
-        raise ValueError(f"size must be 512 times 1..{int(len(stack) ** 0.5)}, got {size}")
-    clean = np.block([[stack[r * k + c] for c in range(k)] for r in range(k)]).astype(np.float32)
+    if k < 1 or k * 512 != size:
+        raise ValueError(f"size must be a multiple of 512, got {size}")
+    clean = np.block([[stack[(r * k + c) % len(stack)] for c in range(k)] for r in range(k)]).astype(np.float32)
     rng = np.random.default_rng(0)
     noisy = np.clip(clean + rng.normal(0, SIGMA, clean.shape), 0, 1).astype(np.float32)
     return clean, noisy
@@ -67,8 +68,12 @@ def seam_mask(shape: tuple[int, int], tile: int, band: int) -> np.ndarray:
     return m
 
 
-def one(size: int, tile: int, iterations: int | None, stop: str, max_memory: str | None, out: str | None) -> dict:
-    """Denoise one image (tile 0: whole) and return its row; saves the output to ``out``."""
+def one(size: int, tile: int, iterations: int | None, stop: str, max_memory: str | None, out: str | None,
+        cancel_after: int | None = None) -> dict:
+    """Denoise one image (tile 0: whole) and return its row; saves the output to ``out``.
+
+    ``cancel_after`` N stops the run after N iterations of its first fit (for sizes that take
+    too long: the row then has the time per iteration and the peak memory of that fit)."""
     import psutil
     import torch
 
@@ -85,7 +90,8 @@ def one(size: int, tile: int, iterations: int | None, stop: str, max_memory: str
                 seen["first"] = (time.perf_counter() - start) / 5
 
     restored, report = api.denoise(noisy, iterations=iterations, stop=stop, return_report=True, callback=on_event,
-                                   tile_size=tile or None, max_memory=max_memory)
+                                   tile_size=tile or None, max_memory=max_memory,
+                                   cancel=None if cancel_after is None else lambda: seen["iterations"] >= cancel_after)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     if out:
@@ -98,7 +104,8 @@ def one(size: int, tile: int, iterations: int | None, stop: str, max_memory: str
            "events": seen["iterations"], "s_per_event_first5": seen["first"],
            "peak_rss_gb": round(peak / 2 ** 30, 3), "fit_peak_gb": round((peak - before) / 2 ** 30, 3),
            "psnr_noisy": psnr(noisy, clean), "psnr": psnr(restored, clean), "tiling": report.get("tiling"),
-           "precision": report["precision"], "stop": stop, "iterations_cap": report["fit"]["iterations"]}
+           "precision": report["precision"], "stop": stop, "iterations_cap": report["fit"]["iterations"],
+           "cancelled": report["cancelled"], "s_per_event": seconds / max(seen["iterations"], 1)}
     return row
 
 
@@ -112,10 +119,12 @@ def main() -> None:
     ap.add_argument("--max-memory", default=None, help="memory budget, e.g. 3GB")
     ap.add_argument("--band", type=int, default=8, help="half width of the seam bands, pixels")
     ap.add_argument("--save", default=None, help="--one: save the output (.npy)")
+    ap.add_argument("--cancel-after", type=int, default=None, metavar="N",
+                    help="--one: stop after N iterations of the first fit (time per iteration and memory only)")
     ap.add_argument("--out", default="fullsize.json", help="results (JSON), one row per run")
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(one(*args.one, args.iterations, args.stop, args.max_memory, args.save)))
+        print(json.dumps(one(*args.one, args.iterations, args.stop, args.max_memory, args.save, args.cancel_after)))
         return
     rows = []
     work = Path(args.out).with_suffix("")

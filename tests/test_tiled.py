@@ -5,6 +5,7 @@ import torch
 
 from napari_dip import api
 from napari_dip.arrays import Intensity
+from napari_dip.core.fit import drain
 from napari_dip.core.nets.decoder import DecoderConfig
 from napari_dip.core.task import make_config
 from napari_dip.tiled import tile_slices
@@ -25,13 +26,7 @@ def test_tiled_denoise_blends_tiles_and_improves_on_the_input():
     clean, noisy = _smooth(96, 80)
     config = make_config("denoise", iterations=40, stop="fixed")
     events = []
-    gen = api.run(config, noisy, tile_size=64, ground_truth=clean)
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            out, report = stop.value
-            break
+    out, report = drain(api.run(config, noisy, tile_size=64, ground_truth=clean), events.append)
     tiling = report["tiling"]
     assert tiling["tile"] == [64, 64] and tiling["tiles"] == 4 and tiling["grid"] == [2, 2]
     assert out.shape == noisy.shape and np.isfinite(out).all()

@@ -102,9 +102,12 @@ def plan(shape: tuple[int, int], network, *, channels: int = 1, factor: int = 1,
         return fit_bytes(network, channels, (h, w), precision=prec), prec
 
     def accepted(side: int) -> int:
-        # A tile side the network accepts whose low-resolution side is a whole number.
-        step = math.lcm(network.padded_size(1, 1)[0], factor)
-        return max(step, -(-side // step) * step)
+        # The smallest side >= side the network accepts whose low-resolution side is whole.
+        while True:
+            m = network.padded_size(side, side)[0]
+            if m % factor == 0:
+                return m
+            side = m + 1
 
     h, w = shape
     if tile_size is not None:
@@ -114,7 +117,8 @@ def plan(shape: tuple[int, int], network, *, channels: int = 1, factor: int = 1,
         tile = None if side >= h and side >= w else (min(side, accepted(h)), min(side, accepted(w)))
         options = [tile]
     else:
-        options = [None] + [(s, s) for s in sorted({accepted(s) for s in TILE_SIDES}, reverse=True)
+        # Tiles no longer than the image along either axis (``shape`` is a size the network accepts).
+        options = [None] + [(min(s, h), min(s, w)) for s in sorted({accepted(s) for s in TILE_SIDES}, reverse=True)
                             if s < max(h, w)]
     for tile in options:
         th, tw = (h, w) if tile is None else tile
