@@ -98,7 +98,14 @@ def fit_bytes(config, channels: int, size: tuple[int, int], batch: int) -> int:
 def check_memory(config, channels: int, size: tuple[int, int], batch: int, device: str) -> None:
     """Refuse, before any compute, a fit the device's free memory cannot hold."""
     from ..api import resolve_device
+    from ..core.memory import plan
     dev = resolve_device(device)
+    h, w = padded_size(config.network, size[0], size[1], config.factor)
+    tiling = plan((h * config.factor, w * config.factor), config.network, channels=channels, factor=config.factor,
+                  device=dev, max_memory=config.extra.get("max_memory"), tile_size=config.extra.get("tile_size"),
+                  precision=config.fit.precision)  # refuses when not even one tile fits the budget
+    if tiling.tile is not None:
+        return  # api.run fits the slices as tiles within the budget
     need = fit_bytes(config, channels, size, batch)
     if dev.type == "cuda":
         import torch
