@@ -127,12 +127,13 @@ def test_a_fit_larger_than_the_free_memory_is_refused_with_the_number_and_the_fi
     import psutil
     src = tmp_path / "big.npy"
     np.save(src, np.zeros((1024, 1024), np.float32))
-    need = steps.fit_bytes(make_config("denoise"), 1, (1024, 1024), 1)
-    free = need // 2
-    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=free))
+    # A slice too large for memory is fitted as tiles; refused is a run where not even one tile fits.
+    from napari_dip.core.memory import fit_bytes, format_bytes
+    need = fit_bytes(make_config("denoise").network, 1, (64, 64))
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=need))  # budget: half
     err = _refused(["denoise", str(src), "-o", str(tmp_path / "out.npy"), "--quiet"], capsys, tmp_path,
-                   "the fit needs about")
-    assert f"{need / 1e9:.1f} GB" in err and "1024x1024 pixels" in err and "crop or tile" in err
+                   "one tile of 64x64 pixels needs about")
+    assert format_bytes(need) in err and "raise --max-memory" in err
 
 
 @pytest.mark.parametrize("args, message", [

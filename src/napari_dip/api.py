@@ -175,7 +175,8 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
                   parallel=parallel_groups(config.fit.parallel, dev, size))
     if tiles is not None:
         report["tiling"] = {**tiles.describe(len(todo)), "batch_size": size}
-        log.info("tiling: %s", tiles.summary(len(todo), size))
+        if todo:
+            log.info("tiling: %s", tiles.summary(len(todo), size))
         tile_records: dict[int, list[dict]] = {}
     start = time.perf_counter()
     cancelled = False
