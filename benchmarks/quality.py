@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import statistics
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # evaluation.py, beside this script
 EXPERIMENTS = ("denoise", "superres", "architecture", "presets", "stopping", "decoder", "realnoise",
                "isbi-panel")
 DECODER = {"channels": 96, "blocks": 6, "scale": 8, "code": "blurred"}  # the MRI report's best
@@ -197,7 +199,7 @@ def fit_pair(config, observed: list[np.ndarray], truth: list[np.ndarray], autos=
     """
     import torch
     from napari_dip.core.fit import drain, fit
-    from napari_dip.core.stopping import EvaluationStop
+    from evaluation import EvaluationStop  # benchmarks/, beside this script
     from napari_dip.core.task import build_problem
     autos = autos or [config.stopping]
     g = len(observed)
@@ -376,7 +378,7 @@ def realnoise_dip(pairs: list[Pair], mode: str, config, crop_text: str, models=N
     when the pairs are crops."""
     import torch
     from napari_dip.core.fit import fit
-    from napari_dip.core.stopping import EvaluationStop
+    from evaluation import EvaluationStop  # benchmarks/, beside this script
     from napari_dip.core.task import build_problem
     from napari_dip.core.noise_domain import IntensityDomain, VstDomain
     models = models or [estimate_model(p) for p in pairs]

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from napari_dip import fit_decoder
-from napari_dip.decoder import mean_pairwise_psnr, parse_grid, stability
+from napari_dip.core.metrics import mean_pairwise_psnr, stability
+from napari_dip.decoder import parse_grid
 
 SMALL = dict(channels=16, blocks=3, scale=4, device="cpu")
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from napari_dip.core.metrics import ms_ssim, ms_ssim_min_size, ssim, vif, vif_min_size
-from napari_dip.decoder import quality
+from napari_dip.core.metrics import quality
 
 MRI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mri" / "niimath_T1.nii.gz"
 

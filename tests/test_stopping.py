@@ -1,13 +1,19 @@
 """Stopping rules: ES-WMV / ES-EMV on synthetic output sequences and in a real fit."""
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from napari_dip.core.fit import drain, fit
 from napari_dip.core.metrics import psnr
-from napari_dip.core.stopping import (DataFitStop, EvaluationStop, FixedStop, OracleStop, StopSettings,
-                                      VarianceStop, make_stop_rule, smoothed_loss)
+from napari_dip.core.stopping import (DataFitStop, FixedStop, OracleStop, StopSettings, VarianceStop,
+                                      make_stop_rule, smoothed_loss)
 from napari_dip.core.task import build_problem, make_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from evaluation import EvaluationStop  # noqa: E402  (an evaluation-only rule: benchmarks/)
 
 
 def _sequence(n_iter: int, minima: list[int], g_shape=(1, 8, 8), seed=0) -> torch.Tensor:

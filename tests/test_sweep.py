@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from napari_dip.cli import main
-from napari_dip.sweep import COLUMNS, REPORT_GRID, expand, run_sweep
+from napari_dip.batch.sweep import COLUMNS, REPORT_GRID, expand, run_sweep
 
 
 def phantom(h=24, w=24, shift=0):

@@ -4,7 +4,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name):
     # The public functions import torch lazily, so napari starts fast.
-    if name in ("denoise", "super_resolve", "inpaint"):
+    if name in ("denoise", "super_resolve", "inpaint", "deconvolve", "restore"):
         from . import api
         return getattr(api, name)
     if name == "estimate_cost":
@@ -16,4 +16,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'napari_dip' has no attribute {name!r}")
 
 
-__all__ = ["denoise", "super_resolve", "inpaint", "fit_decoder", "estimate_cost", "__version__"]
+__all__ = ["denoise", "super_resolve", "inpaint", "deconvolve", "restore", "fit_decoder", "estimate_cost",
+           "__version__"]

@@ -1,4 +1,5 @@
-"""Public functions on NumPy arrays: denoise, super_resolve, inpaint, and the generator behind them.
+"""Public functions on NumPy arrays: denoise, super_resolve, inpaint, deconvolve, restore, and the
+generator behind them.
 
 Every function walks a stack slice by slice through :func:`run`, which the napari widgets,
 the CLI and the batch runner use too.
@@ -13,15 +14,19 @@ from typing import Callable, Generator, Sequence
 import numpy as np
 
 from . import __version__
-from .arrays import Intensity, Layout, as_slices, check_image, from_slices, layout_of, pad_reflect, padded_size
+from .arrays import (MIN_SIDE, Intensity, Layout, as_slices, check_image, from_slices, layout_of, pad_reflect,
+                     padded_size)
+from .core import checks
 from .core.fit import (FitResult, FitSettings, Progress, drain, fit, parallel_groups, problem_bytes,
                        resolve_device, resolve_precision)
 from .core.nets.factory import copy_problem
 from .core.stopping import DataFitStop, smoothed_loss
-from .core.task import TaskConfig, build_problem, make_config
+from .core.losses import make_loss
+from .core.task import TaskConfig, build_problem, check_inputs, make_config, make_operator
 from .tiled import tile_slices
 
-__all__ = ["denoise", "super_resolve", "inpaint", "run", "make_config", "SliceProgress", "SliceDone"]
+__all__ = ["denoise", "super_resolve", "inpaint", "deconvolve", "restore", "run", "make_config", "Options",
+           "SliceProgress", "SliceDone"]
 
 log = logging.getLogger("napari_dip")
 TIMED_ITERATIONS = 5  # a tiled run's time per iteration is measured over its first fit's first iterations
@@ -82,17 +87,29 @@ def _baseline(observed: np.ndarray, config: TaskConfig) -> np.ndarray:
     return up.clamp(0, 1)[0].numpy()
 
 
-def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None, ground_truth=None,
+def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: dict | None = None,
+        mask=None, ground_truth=None, shape: tuple[int, int] | None = None,
         device: str = "auto", slices: Sequence[int] | None = None, out: np.ndarray | None = None,
         cancel: Callable[[], bool] | None = None, batch_size: int | None = None,
-        warm_start: bool | None = None, tile_size: int | None = None, max_memory=None,
+        warm_start: bool | None = None, loss=None, tile_size: int | None = None, max_memory=None,
         ) -> Generator[SliceProgress | SliceDone, None, tuple[np.ndarray, dict]]:
     """Restore ``image`` slice by slice; yield progress and finished slices; return (output, report).
 
+    ``image`` is the observation. ``inputs`` are the task's operator inputs as data (see
+    :class:`~napari_dip.core.task.TaskSpec`): image-shaped ones (the inpainting ``mask``) have
+    the image's Y, X shape or its full shape and follow the slices; the others (a ``psf``,
+    a user's ``operator``) are shared by every slice; ``mask`` is short for
+    ``inputs={"mask": mask}``. ``shape`` is the restored (Y, X) size for tasks that crop
+    (a user's operator whose observation is smaller or larger than the image; default: the
+    observation's). ``loss`` is the data fidelity: a name registered in
+    :data:`~napari_dip.core.losses.LOSSES` or a loss object (default: mean squared error); a
+    loss holding one row of parameters per slice of the image (``per_problem``) is
+    row-selected for each batch by slice number.
+
     ``slices`` selects flat slice indices over the non-spatial axes (default: all). The output
-    has the input's shape with Y and X multiplied by the factor, float32 in the input's
-    intensity units; slices not processed are copied from ``out`` if given, otherwise from the
-    input (denoising, inpainting) or left at 0 (super-resolution). The input is never modified.
+    has the input's shape with Y and X multiplied by the factor (or set to ``shape``), float32
+    in the input's intensity units; slices not processed are copied from ``out`` if given,
+    otherwise from the input (when the sizes agree) or left at 0. The input is never modified.
 
     ``batch_size`` slices are fitted at once as independent networks (the same result per slice
     as one at a time at the same precision; with ``precision='auto'`` each fit's precision is
@@ -120,48 +137,61 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
     tiles, ``tiles`` names each problem's tile, and previews are left out (finished tiles are
     blended into the output as they come). ``report['tiling']`` says what ran.
     """
-    image = check_image(image, "image", channel_axis)
+    inputs = {**dict(config.inputs), **(inputs or {})}
+    if mask is not None:
+        inputs["mask"] = mask
+    image = check_image(_honour_masked(image, inputs, config), "image", channel_axis)
+    spec = config.spec
     warm_start = config.warm_start if warm_start is None else bool(warm_start)
     layout = layout_of(image, channel_axis)
     intensity = Intensity.of(image)
     factor = config.factor
+    h, w = layout.spatial
+    size = _restored_size(spec, shape, (h, w), factor)
     src = as_slices(image, layout)
-    gt = _prepare_aux(ground_truth, "ground_truth", layout, channel_axis, factor)
-    msk = _prepare_mask(mask, layout, channel_axis) if config.task == "inpaint" else None
-    if config.task == "inpaint" and msk is None:
-        raise ValueError("inpainting needs a mask the size of the image (1 = known, 0 = to fill)")
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+    gt = _prepare_aux(ground_truth, "ground_truth", layout, channel_axis, size)
+    check_inputs(config, inputs)
+    fidelity = make_loss(loss) if isinstance(loss, str) else loss
+    per_slice = {k: _prepare_mask(v, layout, k) for k, v in inputs.items() if k in spec.slice_inputs}
+    shared = {k: v for k, v in inputs.items() if k not in spec.slice_inputs}
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                   or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer or None (automatic), got {batch_size!r}")
     if out is None:
-        out_slices = (intensity.from_unit(intensity.to_unit(src)) if factor == 1
-                      else np.zeros((layout.n_slices, layout.channels, *(s * factor for s in layout.spatial)),
-                                    np.float32))
+        out_slices = (intensity.from_unit(intensity.to_unit(src)) if size == (h, w)
+                      else np.zeros((layout.n_slices, layout.channels, *size), np.float32))
     else:
-        if out.shape != layout.output_shape(factor):
-            raise ValueError(f"out has shape {out.shape}, expected {layout.output_shape(factor)}")
+        if out.shape != layout.output_shape(size=size):
+            raise ValueError(f"out has shape {out.shape}, expected {layout.output_shape(size=size)}")
         out_slices = as_slices(out, Layout(out.shape, layout.channel_axis))
     todo = list(range(layout.n_slices)) if slices is None else [int(i) for i in slices]
     bad = [i for i in todo if not 0 <= i < layout.n_slices]
     if bad:
         raise ValueError(f"slice indices {bad} are out of range 0..{layout.n_slices - 1}")
     dev = resolve_device(device)
-    h, w = layout.spatial
-    ph, pw = padded_size(config.network, h, w, factor)
-    tile_size = config.extra.get("tile_size") if tile_size is None else tile_size
-    max_memory = config.extra.get("max_memory") if max_memory is None else max_memory
-    tiles, memory = tile_slices(config, src=src, gt=gt, mask=msk, intensity=intensity, spatial=(h, w),
-                                padded=(ph, pw), device=dev, tile_size=tile_size, max_memory=max_memory,
-                                n_slices=len(todo))
-    fitted = (ph * factor, pw * factor) if tiles is None else tiles.grid_hr.tile
+    msk = per_slice.get("mask")
+    tiles = memory = None
+    if spec.crop:  # the observation as it is; the network's output cropped to the image
+        ph, pw = h, w
+        fitted = config.network.padded_size(*size)
+        _check_operator(config, shared, layout.channels, size, (h, w))
+    else:  # the observation padded by reflection to what the network's size maps to
+        ph, pw = padded_size(config.network, h, w, factor)
+        tile_size = config.extra.get("tile_size") if tile_size is None else tile_size
+        max_memory = config.extra.get("max_memory") if max_memory is None else max_memory
+        tiles, memory = tile_slices(config, src=src, gt=gt, mask=msk, intensity=intensity, spatial=(h, w),
+                                    padded=(ph, pw), device=dev, tile_size=tile_size, max_memory=max_memory,
+                                    n_slices=len(todo))
+        fitted = (ph * factor, pw * factor) if tiles is None else tiles.grid_hr.tile
     if tiles is not None:
         # Tiles are fitted cold: a tile started from its neighbour's weights (other content)
         # fell far short of a cold fit in the same iterations (docs/speed.md, "Full size").
         warm_start = False
     units = [(i, t) for i in todo for t in range(1 if tiles is None else tiles.count)]
-    size = batch_size or auto_batch_size(config, layout.channels, fitted, dev)
+    batch = batch_size or auto_batch_size(config, layout.channels, fitted, dev)
     if memory is not None and batch_size is None:
-        size = min(size, memory.batch_size)
-    size = max(1, min(size, len(units)))
+        batch = min(batch, memory.batch_size)
+    batch = max(1, min(batch, len(units)))
 
     def settings_for(n: int) -> FitSettings:
         # 'auto' is resolved per fit, by its pixels: a warm start's first slice or a last,
@@ -171,34 +201,38 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
 
     records: list[dict] = []
     report = _report_header(config, dev, layout, intensity, fitted)
-    report.update(batch_size=size, warm_start=bool(warm_start), precision=settings_for(size).precision,
-                  parallel=parallel_groups(config.fit.parallel, dev, size))
+    report.update(batch_size=batch, warm_start=bool(warm_start), precision=settings_for(batch).precision,
+                  parallel=parallel_groups(config.fit.parallel, dev, batch))
     if tiles is not None:
-        report["tiling"] = {**tiles.describe(len(todo)), "batch_size": size}
+        report["tiling"] = {**tiles.describe(len(todo)), "batch_size": batch}
         if todo:
-            log.info("tiling: %s", tiles.summary(len(todo), size))
+            log.info("tiling: %s", tiles.summary(len(todo), batch))
         tile_records: dict[int, list[dict]] = {}
     start = time.perf_counter()
     cancelled = False
     torch = _torch()
     previous = None  # (network, problems) of the last fit, for warm starts
     target = None  # the data fit warm-started slices stop at: the first fit's
-    for first, group in _groups(units, size, warm_start):
+    for first, group in _groups(units, batch, warm_start):
         n = len(group)
-        batch = [i for i, _ in group]
+        members = [i for i, _ in group]  # the slice of each problem
         if tiles is None:
-            obs = [intensity.to_unit(src[i]) for i in batch]
+            obs = [intensity.to_unit(src[i]) for i in members]
             obs_t = torch.from_numpy(np.stack([pad_reflect(o, ph, pw) for o in obs]))
             gt_t = None if gt is None else torch.from_numpy(np.stack(
-                [pad_reflect(intensity.to_unit(gt[i]), ph * factor, pw * factor) for i in batch]))
-            msk_t = None if msk is None else torch.from_numpy(np.stack([pad_reflect(msk[i], ph, pw) for i in batch]))
+                [pad_reflect(intensity.to_unit(gt[i]), *fitted) for i in members]))
+            batch_inputs = {**shared, **{k: torch.from_numpy(np.stack([pad_reflect(v[i], ph, pw) for i in members]))
+                                         for k, v in per_slice.items()}}
         else:
             obs_t, gt_t, msk_t = tiles.inputs(group)
+            batch_inputs = {**shared, **({} if msk_t is None else {"mask": msk_t})}
         # A slice's noise model is estimated once, from the whole slice (its tiles share it).
-        unique = {i: config.noise.model(src[i]) for i in dict.fromkeys(batch)} if config.noise.modelled else None
-        models = [unique[i] for i in batch] if unique else None
-        loss = config.noise.loss_for([m for m, _ in models], intensity.offset, intensity.scale) if models else None
-        problem = build_problem(config, obs_t, seeds=[config.seed] * n, mask=msk_t, ground_truth=gt_t, loss=loss)
+        unique = {i: config.noise.model(src[i]) for i in dict.fromkeys(members)} if config.noise.modelled else None
+        models = [unique[i] for i in members] if unique else None
+        fidelity_now = (config.noise.loss_for([m for m, _ in models], intensity.offset, intensity.scale)
+                        if models else _loss_rows(fidelity, members, layout.n_slices))
+        problem = build_problem(config, obs_t, seeds=[config.seed] * n, inputs=batch_inputs,
+                                ground_truth=gt_t, loss=fidelity_now)
         if tiles is not None:
             problem.code = tiles.codes(group)
         warm = previous is not None
@@ -210,7 +244,7 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
             settings = replace(settings, lr_ramp=WARM_LR_RAMP)
         gen = fit(problem, settings, rule, device=dev, cancel=cancel)
         clock = None if tiles is None else report["tiling"]
-        result: FitResult = yield from _relay(gen, batch, first, len(units),
+        result: FitResult = yield from _relay(gen, members, first, len(units),
                                               None if tiles is None else tuple(t for _, t in group), clock)
         if warm_start and not result.cancelled:
             previous = (problem.network, n)
@@ -228,8 +262,8 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
             if cancelled:
                 break
             continue
-        for g, index in enumerate(batch):
-            restored = result.output[g, :, : h * factor, : w * factor]
+        for g, index in enumerate(members):
+            restored = result.output[g, :, : size[0], : size[1]]
             if models:
                 restored = config.noise.finish(restored, models[g][0], intensity.offset, intensity.scale)
             truth = None if gt is None else intensity.to_unit(gt[index])
@@ -249,8 +283,49 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None
     report["seconds"] = time.perf_counter() - start
     report["cancelled"] = cancelled
     report["partial"] = cancelled or len(records) < len(todo)
-    output = out if out is not None else from_slices(out_slices, layout, factor)
+    output = out if out is not None else from_slices(out_slices, layout)
     return output, report
+
+
+def _loss_rows(loss, group: list[int], n_slices: int):
+    """The loss of the slices ``group``: its rows when it holds parameters per slice."""
+    if loss is None or not getattr(loss, "per_problem", ()):
+        return loss
+    rows = {getattr(loss, k).shape[0] for k in loss.per_problem} - {1}
+    if rows - {n_slices}:
+        raise ValueError(f"the loss holds {sorted(rows)} rows of parameters; the image has {n_slices} slices")
+    return loss.rows(_torch().tensor(group))
+
+
+def _restored_size(spec, shape, observed: tuple[int, int], factor: int) -> tuple[int, int]:
+    """The (H, W) of a restored slice: ``shape`` for tasks that crop, else factor x observed."""
+    if shape is None:
+        return (observed[0] * factor, observed[1] * factor) if not spec.crop else tuple(observed)
+    if not spec.crop:
+        raise ValueError(f"shape is only for restore with a user operator, not for {spec.title}")
+    if (not isinstance(shape, (tuple, list)) or len(shape) != 2
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= MIN_SIDE for s in shape)):
+        raise ValueError(f"shape must be the restored image's (Y, X) size, two integers >= {MIN_SIDE}, "
+                         f"got {shape!r}")
+    return int(shape[0]), int(shape[1])
+
+
+def _check_operator(config: TaskConfig, shared: dict, channels: int, size: tuple[int, int],
+                    observed: tuple[int, int]) -> None:
+    """Apply a cropping task's operator to a blank image once: it must give the observation's
+    shape (a clear error before any fitting otherwise)."""
+    torch = _torch()
+    op = make_operator(config, **shared)
+    want = (1, channels, *observed)
+    try:
+        with torch.no_grad():
+            got = op(torch.zeros(1, channels, *size))
+    except Exception as err:  # a user's operator: say which call failed
+        raise ValueError(f"the operator failed on a (1, {channels}, {size[0]}, {size[1]}) image: {err}") from err
+    if not isinstance(got, torch.Tensor) or tuple(got.shape) != want:
+        got_shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+        raise ValueError(f"the operator maps a (1, {channels}, {size[0]}, {size[1]}) image to {got_shape}, "
+                         f"but the observation is {want}; pass shape= the image size it takes")
 
 
 def _groups(todo: list[int], size: int, warm_start: bool):
@@ -350,29 +425,60 @@ def _blend_tiles(tiles, group, result: FitResult, out_slices, tile_records: dict
         yield SliceDone(index, len(records) - 1, count, out_slices[index], record)
 
 
-def _prepare_aux(arr, name: str, layout: Layout, channel_axis: int | None, factor: int) -> np.ndarray | None:
+def _prepare_aux(arr, name: str, layout: Layout, channel_axis: int | None,
+                 size: tuple[int, int]) -> np.ndarray | None:
     if arr is None:
         return None
     arr = check_image(arr, name, channel_axis)
-    if arr.shape != layout.output_shape(factor):
+    if arr.shape != layout.output_shape(size=size):
         raise ValueError(f"{name} has shape {arr.shape}; it must match the restored image, "
-                         f"shape {layout.output_shape(factor)}")
+                         f"shape {layout.output_shape(size=size)}")
     return as_slices(arr, Layout(arr.shape, layout.channel_axis))
 
 
-def _prepare_mask(mask, layout: Layout, channel_axis: int | None) -> np.ndarray | None:
-    """A (N, 1 or C, H, W) float mask from a (Y, X) mask or one the shape of the image."""
-    if mask is None:
-        return None
+def _prepare_mask(mask, layout: Layout, name: str = "mask") -> np.ndarray:
+    """A (N, 1 or C, H, W) float mask from a (Y, X) mask or one the shape of the image;
+    refused (one line naming the problem) when it cannot be a mask."""
+    if isinstance(mask, np.ma.MaskedArray):
+        raise ValueError(f"{name} is a NumPy masked array; pass a plain boolean array (1 = known pixel)")
     m = np.asarray(mask)
     if m.dtype.kind not in "buif":
-        raise ValueError(f"mask has unsupported dtype {m.dtype}; use a boolean or 0/1 array")
+        raise ValueError(f"{name} has unsupported dtype {m.dtype}; use a boolean or 0/1 array")
     h, w = layout.spatial
-    if m.shape == (h, w):
-        return np.broadcast_to((m > 0).astype(np.float32), (layout.n_slices, 1, h, w))
-    if m.shape == layout.shape:
-        return as_slices((m > 0).astype(np.float32), layout)
-    raise ValueError(f"mask has shape {m.shape}; use the image's Y, X shape {(h, w)} or its full shape {layout.shape}")
+    if m.shape not in ((h, w), layout.shape):
+        raise ValueError(f"{name} has shape {m.shape}; use the image's Y, X shape {(h, w)} or its full shape "
+                         f"{layout.shape}")
+    if m.dtype.kind == "f" and not np.isfinite(m).all():
+        raise ValueError(f"{name} contains NaN or infinite values; use a boolean or 0/1 array")
+    known = (m > 0).astype(np.float32)
+    slices = (np.broadcast_to(known, (layout.n_slices, 1, h, w)) if m.shape == (h, w)
+              else as_slices(known, layout))
+    empty = [i for i in range(layout.n_slices) if not slices[i].any()]
+    if empty:
+        where = "" if m.shape == (h, w) else f" in slice(s) {empty[:5]}"
+        raise ValueError(f"{name} marks no pixel as known{where} (all 0); 1 = known pixel, 0 = to fill")
+    return slices
+
+
+def _honour_masked(image, inputs: dict, config: TaskConfig):
+    """A NumPy masked array's mask (True = invalid) is the pixels to fill when inpainting,
+    combined with a given mask; other tasks refuse it rather than fit the masked values."""
+    if not isinstance(image, np.ma.MaskedArray):
+        return image
+    if config.task != "inpaint":
+        raise ValueError(f"image is a NumPy masked array, which {config.spec.title} would ignore; pass "
+                         "image.filled(value) or a plain array, or inpaint the masked pixels")
+    invalid = np.ma.getmaskarray(image)
+    known = ~invalid
+    if inputs.get("mask") is not None:
+        given = np.asarray(inputs["mask"])
+        if given.shape != invalid.shape and given.shape == invalid.shape[-2:] and invalid.ndim > 2:
+            given = np.broadcast_to(given, invalid.shape)
+        if given.shape != invalid.shape:
+            raise ValueError(f"mask has shape {given.shape} but the masked image is {invalid.shape}")
+        known = known & (given > 0)
+    inputs["mask"] = known
+    return np.ma.getdata(image)
 
 
 def _report_header(config: TaskConfig, dev, layout: Layout, intensity: Intensity, fitted: tuple[int, int]) -> dict:
@@ -408,64 +514,325 @@ def _slice_record(index: int, g: int, result: FitResult, restored: np.ndarray, o
     return record
 
 
-def _restore(task: str, image, *, factor: int = 1, mask=None, preset=None, iterations=None, lr=None,
-             stop="auto", ground_truth=None, seed=0, device="auto", channel_axis=None, precision=None,
-             network=None, code=None, architecture=None, stopping=None, return_report=False,
-             callback=None, cancel=None, batch_size=None, warm_start=None, parallel=None,
-             noise="gaussian", noise_params=None, tile_size=None, max_memory=None):
-    config = make_config(task, preset=preset, factor=factor, iterations=iterations, lr=lr, stop=stop,
-                         seed=seed, precision=precision, network=network, code=code,
-                         architecture=architecture, stopping=stopping, parallel=parallel,
-                         noise=noise, noise_params=noise_params)
+@dataclass(frozen=True)
+class Options:
+    """The settings every restoring function takes, validated once (see :func:`denoise` for
+    what each means); :meth:`config` resolves them with a task's preset."""
+
+    preset: str | None = None
+    iterations: int | None = None
+    lr: float | None = None
+    stop: str = "auto"
+    seed: int = 0
+    device: str = "auto"
+    channel_axis: int | None = None
+    precision: str | None = None
+    architecture: str | None = None
+    network: dict | None = None
+    stopping: dict | None = None
+    code: str | None = None
+    batch_size: int | None = None
+    warm_start: bool | None = None
+    parallel: int | None = None
+    loss: object = None  # a registered loss name or a loss object
+    noise: str = "gaussian"  # denoising's noise model (core/noise_setup.py)
+    noise_params: tuple | None = None
+    tile_size: int | None = None  # a tile side in output pixels (see run)
+    max_memory: object = None  # bytes or a string like '4GB' (see run)
+
+    @classmethod
+    def of(cls, values: dict) -> "Options":
+        """The options among a function's arguments (``locals()``), validated."""
+        return cls(**{k: values[k] for k in cls.__dataclass_fields__ if k in values}).validate()
+
+    def validate(self) -> "Options":
+        checks.whole("iterations", self.iterations, 1, none=True)
+        checks.number("lr", self.lr, none=True)
+        checks.whole("seed", self.seed, 0)
+        checks.whole("channel_axis", self.channel_axis, none=True)
+        checks.whole("batch_size", self.batch_size, 1, none=True)
+        checks.whole("parallel", self.parallel, 0, none=True)
+        checks.whole("tile_size", self.tile_size, 1, none=True)
+        for name in ("preset", "stop", "precision", "architecture", "code"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{name} must be a string, got {value!r} ({type(value).__name__})")
+        if not isinstance(self.device, str):
+            raise TypeError(f"device must be a string ('auto', 'cpu', 'cuda', 'cuda:N', 'mps'), got {self.device!r}")
+        if self.network is not None and not isinstance(self.network, dict) and not hasattr(self.network, "build"):
+            raise TypeError(f"network must be a dict of settings to change or a network config, got {self.network!r}")
+        if self.stopping is not None and not isinstance(self.stopping, dict):
+            raise TypeError(f"stopping must be a dict of settings to change, got {self.stopping!r}")
+        if self.loss is not None and not isinstance(self.loss, str) and not callable(self.loss):
+            raise TypeError(f"loss must be a registered loss name or a loss object, got {self.loss!r}")
+        if self.warm_start is not None and not isinstance(self.warm_start, bool):
+            raise TypeError(f"warm_start must be True, False or None, got {self.warm_start!r}")
+        return self
+
+    def config(self, task: str, factor: int = 1) -> TaskConfig:
+        return make_config(task, preset=self.preset, factor=factor, iterations=self.iterations, lr=self.lr,
+                           stop=self.stop, seed=self.seed, precision=self.precision, network=self.network,
+                           code=self.code, architecture=self.architecture, stopping=self.stopping,
+                           parallel=self.parallel, noise=self.noise, noise_params=self.noise_params)
+
+
+def _restore(task: str, image, options: Options, *, factor: int = 1, inputs: dict | None = None,
+             shape=None, ground_truth=None, return_report=False, callback=None, cancel=None):
+    """Run ``task`` on ``image`` with ``options`` through :func:`run`: the output, and the
+    report with ``return_report``."""
+    config = options.config(task, factor)
     if config.stop == "oracle" and ground_truth is None:
         raise ValueError("stop='oracle' needs ground_truth (it is for evaluation only)")
-    gen = run(config, image, channel_axis=channel_axis, mask=mask, ground_truth=ground_truth,
-              device=device, cancel=cancel, batch_size=batch_size, warm_start=warm_start, tile_size=tile_size,
-              max_memory=max_memory)
+    gen = run(config, image, channel_axis=options.channel_axis, inputs=inputs, ground_truth=ground_truth,
+              shape=shape, device=options.device, cancel=cancel, batch_size=options.batch_size,
+              warm_start=options.warm_start, loss=options.loss, tile_size=options.tile_size,
+              max_memory=options.max_memory)
     output, report = drain(gen, callback)
     return (output, report) if return_report else output
 
 
-_DOC_OPTIONS = """
-    Options (keyword-only): ``preset`` ('fast' or 'paper'), ``iterations``, ``lr``, ``stop``
-    ('auto', 'fixed' or 'oracle'; oracle needs ``ground_truth``), ``seed``, ``device`` ('auto',
-    'cpu', 'cuda', 'cuda:N', 'mps'), ``channel_axis``, ``precision`` ('fp32', 'bf16', 'auto'),
-    ``architecture`` ('skip', the DIP paper's network, or 'resunet', a residual U-Net with
-    dropout), ``network`` (dict of the architecture's fields to change), ``stopping`` (dict of
-    automatic-stopping settings: ``variant`` 'emv' or 'wmv', ``window``, ``patience``,
-    ``min_iterations``, ``output``), ``code`` ('uniform', 'meshgrid'),
-    ``return_report`` (also return the fitting report), ``callback`` (called with every
-    progress event), ``cancel`` (a callable polled between iterations), ``batch_size``
-    (slices fitted at once; default automatic), ``warm_start`` (start each batch of slices
-    from the weights fitted to the slice before; default: on for denoising, off for the other
-    tasks), ``parallel`` (groups of a batch fitted at the same time, one thread each; default:
-    one per torch thread on the CPU), ``noise`` (denoising: 'gaussian', 'auto',
-    'poisson-gaussian', 'poisson', 'rician'; see :mod:`napari_dip.core.noise_setup`),
-    ``noise_params`` ((a, b) of variance = a * x + b in the input's units instead of an
-    estimate per slice), ``max_memory`` (a memory budget, e.g. '4GB'; default: a
-    safe share of the free memory) and ``tile_size`` (a tile side in output pixels): slices too
-    large for the budget, or any with ``tile_size``, are fitted as overlapping tiles blended back
-    without seams (see :func:`run`).
+def denoise(image, *, preset=None, iterations=None, lr=None, stop="auto", ground_truth=None, seed=0,
+            device="auto", channel_axis=None, precision=None, architecture=None, network=None,
+            stopping=None, code=None, batch_size=None, warm_start=None, parallel=None,
+            loss=None, noise="gaussian", noise_params=None, tile_size=None, max_memory=None,
+            return_report=False, callback=None, cancel=None):
+    """Denoise an image with Deep Image Prior (A = identity).
 
-    Returns float32 in the input's intensity units; nD stacks are processed slice by slice
-    over the axes before Y, X (and the channel axis).
-"""
+    Parameters
+    ----------
+    image : ndarray
+        2D image, or a stack (any axes before Y, X, and the channel axis) restored slice by
+        slice. Integer or float; not modified.
+    preset : {'fast', 'paper'}, optional
+        Settings of the task (default: 'fast').
+    iterations : int, optional
+        Iterations per fit (default: the preset's); the automatic rule may stop earlier.
+    lr : float, optional
+        Adam's learning rate (default: the preset's, 0.01).
+    stop : {'auto', 'fixed', 'oracle'}
+        When to stop: the automatic rule (no ground truth needed), after ``iterations``, or
+        at the best PSNR against ``ground_truth`` (for evaluation only).
+    ground_truth : ndarray, optional
+        The clean image (the output's shape): PSNR and SSIM in the report.
+    seed : int
+        Seeds the networks, codes and noise (>= 0).
+    device : str
+        'auto' (CUDA, then MPS, then the CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'.
+    channel_axis : int, optional
+        The axis holding colour channels, if any.
+    precision : {'auto', 'fp32', 'bf16'}, optional
+        Arithmetic of the forward pass (weights stay fp32).
+    architecture : {'skip', 'resunet'}, optional
+        The DIP paper's skip network, or a residual U-Net with dropout.
+    network : dict, optional
+        Fields of the architecture's config to change (e.g. ``{'activation': 'ReLU'}``).
+    stopping : dict, optional
+        Settings of the automatic rule to change: ``variant`` ('emv', 'wmv'), ``window``,
+        ``patience``, ``min_iterations``, ``output``.
+    code : {'uniform', 'meshgrid'}, optional
+        The network's fixed input.
+    batch_size : int, optional
+        Slices fitted at once (default: automatic, from the free memory).
+    warm_start : bool, optional
+        Start each batch of slices from the weights fitted to the slice before (default: on
+        for denoising, off for the other tasks).
+    parallel : int, optional
+        Groups of a batch fitted at the same time, one thread each (default: one per torch
+        thread on the CPU).
+    loss : str or loss object, optional
+        The data fidelity: a name in :data:`napari_dip.core.losses.LOSSES` or an object of the
+        loss protocol (default: 'mse', for Gaussian noise).
+    noise : {'gaussian', 'auto', 'poisson-gaussian', 'poisson', 'rician'}
+        Denoising only: the noise model (see :mod:`napari_dip.core.noise_setup`); a model
+        other than 'gaussian' sets the loss.
+    noise_params : (float, float), optional
+        Denoising only: (a, b) of variance = a * x + b in the input's units, instead of an
+        estimate per slice.
+    tile_size : int, optional
+        Fit every slice as overlapping tiles of this side (output pixels), blended back with a
+        cosine window.
+    max_memory : int or str, optional
+        A memory budget in bytes or as '4GB' (default: a safe share of the free RAM or GPU
+        memory); slices too large for it are fitted as tiles.
+    return_report : bool
+        Also return the report (settings, per-slice iterations, metrics, timings).
+    callback : callable, optional
+        Called with every progress event (:class:`SliceProgress`, :class:`SliceDone`).
+    cancel : callable, optional
+        Polled between iterations; when it returns True the run stops and returns what is done.
+
+    Returns
+    -------
+    output : ndarray
+        float32 in the input's intensity units, the input's shape.
+    report : dict
+        Only with ``return_report``.
+    """
+    return _restore("denoise", image, Options.of(locals()), ground_truth=ground_truth,
+                    return_report=return_report, callback=callback, cancel=cancel)
 
 
-def denoise(image, **options):
-    """Denoise an image with Deep Image Prior (A = identity)."""
-    return _restore("denoise", image, **options)
+def super_resolve(image, factor: int, *, preset=None, iterations=None, lr=None, stop="auto",
+                  ground_truth=None, seed=0, device="auto", channel_axis=None, precision=None,
+                  architecture=None, network=None, stopping=None, code=None, batch_size=None,
+                  warm_start=None, parallel=None, loss=None, tile_size=None, max_memory=None,
+                  return_report=False, callback=None, cancel=None):
+    """Super-resolve an image by an integer ``factor`` with a Lanczos2 downsampling model.
+
+    Parameters
+    ----------
+    image : ndarray
+        The low-resolution image or stack (see :func:`denoise`).
+    factor : int
+        2 to 32: the output's Y and X are ``factor`` times the input's.
+
+    Other Parameters
+    ----------------
+    preset, iterations, lr, stop, seed, device, channel_axis, precision, architecture, network
+        As for :func:`denoise`.
+    stopping, code, batch_size, warm_start, parallel, loss, tile_size, max_memory, return_report, callback, cancel
+        As for :func:`denoise`.
+    ground_truth : ndarray, optional
+        The clean image, the output's shape: PSNR and SSIM in the report.
+
+    Returns
+    -------
+    output : ndarray
+        float32 in the input's units, Y and X times ``factor``.
+    report : dict
+        Only with ``return_report`` (its PSNR baseline is bicubic upsampling).
+    """
+    return _restore("superres", image, Options.of(locals()), factor=factor, ground_truth=ground_truth,
+                    return_report=return_report, callback=callback, cancel=cancel)
 
 
-def super_resolve(image, factor: int, **options):
-    """Super-resolve an image by an integer ``factor`` (2..32) with a Lanczos2 downsampling model."""
-    return _restore("superres", image, factor=factor, **options)
+def inpaint(image, mask=None, *, preset=None, iterations=None, lr=None, stop="auto", ground_truth=None,
+            seed=0, device="auto", channel_axis=None, precision=None, architecture=None, network=None,
+            stopping=None, code=None, batch_size=None, warm_start=None, parallel=None,
+            loss=None, tile_size=None, max_memory=None, return_report=False, callback=None, cancel=None):
+    """Fill the pixels where ``mask`` is 0.
+
+    Parameters
+    ----------
+    image : ndarray or numpy.ma.MaskedArray
+        The damaged image or stack (see :func:`denoise`). A masked array's masked pixels
+        are filled too (combined with ``mask``).
+    mask : ndarray, optional
+        1 (or True) = known pixel, 0 = to fill: the image's Y, X shape (every slice) or its
+        full shape. Refused when it marks no known pixel, holds NaN or has another shape.
+        Needed unless ``image`` is a masked array.
+
+    Other Parameters
+    ----------------
+    preset, iterations, lr, stop, seed, device, channel_axis, precision, architecture, network
+        As for :func:`denoise`.
+    stopping, code, batch_size, warm_start, parallel, loss, tile_size, max_memory, return_report, callback, cancel
+        As for :func:`denoise`.
+    ground_truth : ndarray, optional
+        The clean image, the image's shape: PSNR and SSIM in the report.
+
+    Returns
+    -------
+    output : ndarray
+        float32 in the input's intensity units, the input's shape.
+    report : dict
+        Only with ``return_report``.
+    """
+    return _restore("inpaint", image, Options.of(locals()), inputs={"mask": mask}, ground_truth=ground_truth,
+                    return_report=return_report, callback=callback, cancel=cancel)
 
 
-def inpaint(image, mask, **options):
-    """Fill the pixels where ``mask`` is 0 (mask: the image's Y, X shape or its full shape)."""
-    return _restore("inpaint", image, mask=mask, **options)
+def deconvolve(image, psf=None, *, psf_sigma=None, boundary="reflect", preset=None, iterations=None, lr=None,
+               stop="auto", ground_truth=None, seed=0, device="auto", channel_axis=None, precision=None,
+               architecture=None, network=None, stopping=None, code=None, batch_size=None,
+               warm_start=None, parallel=None, loss=None, return_report=False, callback=None, cancel=None):
+    """Deblur an image blurred by a known point spread function, with Deep Image Prior.
+
+    The network's image x is fitted so that ``psf * x`` matches the image (A = convolution
+    with the PSF, :class:`napari_dip.core.operators.Convolve`); no training data is needed.
+
+    Parameters
+    ----------
+    image : ndarray
+        The blurred image or stack (see :func:`denoise`); every slice has the same PSF.
+    psf : ndarray, optional
+        The 2D point spread function (kh, kw), normalised to sum 1; its centre is pixel
+        (kh // 2, kw // 2). Give it or ``psf_sigma``.
+    psf_sigma : float, optional
+        A Gaussian PSF of this standard deviation in pixels instead.
+    boundary : {'reflect', 'zero', 'circular'}
+        How the image continues past its edges in the blur model.
+    ground_truth : ndarray, optional
+        The sharp image, the image's shape: PSNR and SSIM in the report.
+
+    Other Parameters
+    ----------------
+    preset, iterations, lr, stop, seed, device, channel_axis, precision, architecture, network
+        As for :func:`denoise`.
+    stopping, code, batch_size, warm_start, parallel, loss, return_report, callback, cancel
+        As for :func:`denoise` (here the 'fast' preset fits 2000 iterations, 'paper' 5000).
+
+    Returns
+    -------
+    output : ndarray
+        float32 in the input's intensity units, the input's shape.
+    report : dict
+        Only with ``return_report``.
+    """
+    from .core.operators import gaussian_psf
+    if (psf is None) == (psf_sigma is None):
+        raise ValueError("deconvolution needs a PSF: give psf (a 2D array) or psf_sigma (pixels), not both")
+    if psf is None:
+        psf = gaussian_psf(psf_sigma)
+    else:
+        psf = np.asarray(psf)
+        if psf.dtype.kind not in "buif":
+            raise ValueError(f"psf has unsupported dtype {psf.dtype}; use a real 2D array")
+        psf = _torch().from_numpy(np.ascontiguousarray(psf, dtype=np.float32))
+    return _restore("deconvolve", image, Options.of(locals()), inputs={"psf": psf, "boundary": boundary},
+                    ground_truth=ground_truth, return_report=return_report, callback=callback, cancel=cancel)
 
 
-for _f in (denoise, super_resolve, inpaint):
-    _f.__doc__ += _DOC_OPTIONS
+def restore(observed, operator, *, shape=None, preset=None, iterations=None, lr=None, stop="auto",
+            ground_truth=None, seed=0, device="auto", channel_axis=None, precision=None, architecture=None,
+            network=None, stopping=None, code=None, batch_size=None, warm_start=None, parallel=None,
+            loss=None, return_report=False, callback=None, cancel=None):
+    """Restore an image from observations of it through your own forward operator.
+
+    Deep Image Prior with A = ``operator``: the network's image x is fitted so that
+    ``operator(x)`` matches ``observed``, with the same stopping rules, stacks and reports as
+    the other functions.
+
+    Parameters
+    ----------
+    observed : ndarray
+        The observation, or a stack of them (see :func:`denoise`), in any intensity units;
+        the fit works in [0, 1] (uint8: /255; floats in [0, 1] as they are; else min..max).
+    operator : torch.nn.Module or callable
+        Maps a batch of images, a float32 tensor (N, C, H, W) in [0, 1] units, to their
+        observations (N, C, h, w); differentiable, acting on each image alone. It is checked
+        once on a blank image before fitting.
+    shape : (int, int), optional
+        The image's (H, W) when it differs from the observation's (h, w).
+
+    Other Parameters
+    ----------------
+    preset, iterations, lr, stop, seed, device, channel_axis, precision, architecture, network
+        As for :func:`denoise`.
+    stopping, code, batch_size, warm_start, parallel, loss, return_report, callback, cancel
+        As for :func:`denoise`.
+    ground_truth : ndarray, optional
+        The clean image, the restored image's shape: PSNR and SSIM in the report.
+
+    Returns
+    -------
+    output : ndarray
+        float32 in the observation's intensity units: its shape, with Y and X set to ``shape``.
+    report : dict
+        Only with ``return_report``.
+    """
+    if not callable(operator):
+        raise TypeError(f"operator must be a torch.nn.Module or a callable on (N, C, H, W) tensors, "
+                        f"got {type(operator).__name__}")
+    return _restore("restore", observed, Options.of(locals()), inputs={"operator": operator}, shape=shape,
+                    ground_truth=ground_truth, return_report=return_report, callback=callback, cancel=cancel)

@@ -43,6 +43,9 @@ def check_image(image, name: str = "image", channel_axis: int | None = None) -> 
     if arr.dtype.kind not in "uif":
         raise ValueError(f"{name} has unsupported dtype {arr.dtype}; use an integer or float array "
                          "(uint8, uint16, float32, ...)")
+    if channel_axis is not None and (isinstance(channel_axis, bool) or not isinstance(channel_axis, (int, np.integer))):
+        raise TypeError(f"channel_axis must be an integer axis or None, got {channel_axis!r} "
+                        f"({type(channel_axis).__name__})")
     need = 2 if channel_axis is None else 3
     if arr.ndim < need:
         raise ValueError(f"{name} must have at least {need} dimensions "
@@ -88,11 +91,11 @@ class Layout:
     def n_slices(self) -> int:
         return int(np.prod(self.stack_shape, dtype=np.int64))
 
-    def output_shape(self, factor: int = 1) -> tuple[int, ...]:
+    def output_shape(self, factor: int = 1, size: tuple[int, int] | None = None) -> tuple[int, ...]:
+        """The shape with Y and X multiplied by ``factor``, or set to ``size`` (H, W)."""
         out = list(self.shape)
-        spatial_axes = [a for a in self.channel_last_view[-2:]]
-        for a in spatial_axes:
-            out[a] *= factor
+        for i, a in enumerate(self.channel_last_view[-2:]):
+            out[a] = out[a] * factor if size is None else size[i]
         return tuple(out)
 
 
@@ -115,13 +118,13 @@ def as_slices(image: np.ndarray, layout: Layout) -> np.ndarray:
     return moved.reshape(layout.n_slices, layout.channels, h, w)
 
 
-def from_slices(slices: np.ndarray, layout: Layout, factor: int = 1) -> np.ndarray:
-    """Inverse of :func:`as_slices` for outputs whose spatial axes grew by ``factor``."""
-    h, w = layout.spatial
+def from_slices(slices: np.ndarray, layout: Layout) -> np.ndarray:
+    """Inverse of :func:`as_slices` for slices (N, C, H', W') of any spatial size (outputs
+    whose spatial axes grew by a factor, or took an operator's image size)."""
     moved_shape = list(layout.stack_shape)
     if layout.channel_axis is not None:
         moved_shape.append(layout.channels)
-    moved_shape += [h * factor, w * factor]
+    moved_shape += list(slices.shape[-2:])
     moved = slices.reshape(moved_shape)
     return np.transpose(moved, np.argsort(layout.channel_last_view))
 

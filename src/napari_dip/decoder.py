@@ -7,7 +7,6 @@ members times the R x C patches, packed as separate networks with seeds
 """
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -18,7 +17,6 @@ from .arrays import Intensity, as_slices, check_image, layout_of, pad_reflect, p
 
 TASKS = ("fit", "denoise", "superres", "inpaint")
 CODE_KINDS = ("uniform", "blurred", "perlin")
-UNSTABLE_CV = 5.0  # percent: the report's criterion
 
 
 @dataclass
@@ -92,47 +90,6 @@ def _stitch(x: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     return x.reshape(n, rows, cols, c, ph, pw).transpose(0, 3, 1, 4, 2, 5).reshape(n, c, rows * ph, cols * pw)
 
 
-def quality(x: np.ndarray, ref: np.ndarray) -> dict:
-    """PSNR, SSIM, MS-SSIM and VIF of x (C, H, W) against ref in [0, 1].
-
-    A metric the image is too small for is None, with the reason in ``notes``.
-    """
-    import torch
-
-    from .core import metrics
-    a, b = torch.from_numpy(np.ascontiguousarray(x[None])), torch.from_numpy(np.ascontiguousarray(ref[None]))
-    out: dict = {"psnr": float(metrics.psnr(a, b)[0])}
-    notes = []
-    for name, fn in (("ssim", metrics.ssim), ("ms_ssim", metrics.ms_ssim), ("vif", metrics.vif)):
-        try:
-            out[name] = float(fn(a, b)[0])
-        except ValueError as err:
-            out[name] = None
-            notes.append(str(err))
-    if notes:
-        out["notes"] = notes
-    return out
-
-
-def stability(psnrs: list[float]) -> dict:
-    """Coefficient of variation of PSNR across members, CV% = 100 std / mean (population std).
-
-    Above 5% the run is flagged unstable (the report's criterion).
-    """
-    cv = 100.0 * float(np.std(psnrs)) / float(np.mean(psnrs))
-    return {"cv_percent": cv, "unstable": cv > UNSTABLE_CV}
-
-
-def mean_pairwise_psnr(members: np.ndarray) -> float:
-    """Mean PSNR over all pairs of members (N, C, H, W) in [0, 1]."""
-    import torch
-
-    from .core.metrics import psnr
-    pairs = list(itertools.combinations(range(len(members)), 2))
-    t = torch.from_numpy(members)
-    return float(np.mean([float(psnr(t[i:i + 1], t[j:j + 1])[0]) for i, j in pairs]))
-
-
 def fit_decoder(image, *, task: str = "fit", channels: int | tuple[int, ...] = 64, blocks: int = 6,
                 scale: int = 16, upsample: str = "bilinear", code: str = "blurred", code_3d: bool = False,
                 feature_size: float = 4.0, patches="1x1", ensemble: int = 1, factor: int = 2, mask=None,
@@ -171,7 +128,7 @@ def fit_decoder(image, *, task: str = "fit", channels: int | tuple[int, ...] = 6
     layout = layout_of(image, channel_axis)
     if layout.n_slices != 1:
         raise ValueError(f"fit_decoder takes one 2D image (optionally with channel_axis), got shape "
-                         f"{image.shape}; pick a slice (napari-dip sweep --slices walks a stack)")
+                         f"{image.shape}; pass one slice (e.g. image[k]); the sweep walks the slices of a stack")
     f = factor if task == "superres" else 1
     net = DecoderConfig(channels=tuple(channels) if isinstance(channels, (list, tuple)) else channels,
                         blocks=blocks, scale=scale, upsample=upsample).validate()
@@ -249,6 +206,7 @@ def _report(config, net, layout, dev, result, grid, ensemble, patch_size, code, 
     from dataclasses import asdict
 
     from . import __version__
+    from .core.metrics import mean_pairwise_psnr, quality, stability
     pixels = patch_size[0] * patch_size[1] * layout.channels
     report = {
         "task": task, "factor": config.factor, "seed": config.seed, "stop": config.stop,

@@ -190,7 +190,7 @@ class TaskForm(QWidget):
 
     def preset_values(self) -> dict:
         """Form values implied by the chosen preset (iterations and the engine knobs)."""
-        from ..core.presets import get_preset
+        from ..core.task import get_preset
 
         p = get_preset(self.task, self["preset"].value, factor=self.factor(),
                        architecture=self["architecture"].value)

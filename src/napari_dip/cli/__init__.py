@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import baseline, decoder, restore, sweep
+from . import baseline, decoder, deconvolve, restore, sweep
 
 #: Modules that add subcommands; each has ``register(subparsers)`` and sets ``func``.
-COMMANDS = [restore, decoder, sweep, baseline]
+COMMANDS = [restore, deconvolve, decoder, sweep, baseline]
 
 
 class UserError(Exception):

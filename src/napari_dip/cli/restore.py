@@ -84,7 +84,8 @@ def run_task(args: argparse.Namespace) -> int:
     jobs = _jobs(args)
     config = make_config(args.task, preset=args.preset, factor=getattr(args, "factor", 1) or 1,
                          iterations=args.iterations, lr=args.lr, stop=args.stop, seed=args.seed,
-                         precision=args.precision, **dip_settings(args),
+                         precision=args.precision, inputs=getattr(args, "operator_inputs", None),
+                         **dip_settings(args),
                          **({"noise": args.noise, "noise_params": args.noise_params} if args.task == "denoise" else {}))
     config = with_tiling(config, args)
     truth = read_image(args.ground_truth)[0] if args.ground_truth else None

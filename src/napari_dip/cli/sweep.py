@@ -73,7 +73,7 @@ def _values(name: str, text: str, parse) -> list:
 
 
 def grid_from_args(args: argparse.Namespace) -> dict:
-    from ..sweep import REPORT_GRID
+    from ..batch.sweep import REPORT_GRID
     grid = dict(REPORT_GRID) if args.grid == "report" else {}
     for opt, (name, parse) in OPTIONS.items():
         text = getattr(args, name)
@@ -100,7 +100,7 @@ def select_slices(image, meta, axis: str, spec: str | None, channel_axis: int | 
 
 def run_sweep_cli(args: argparse.Namespace) -> int:
     from ..io import read_image
-    from ..sweep import expand, run_sweep
+    from ..batch.sweep import expand, run_sweep
 
     image, meta = read_image(args.input)
     channel_axis = args.channel_axis if args.channel_axis is not None else meta.channel_axis

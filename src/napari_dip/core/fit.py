@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import checks
 from .losses import MSE, Loss
 from .metrics import psnr as psnr_fn
 from .metrics import ssim as ssim_fn
@@ -66,22 +67,22 @@ class FitSettings:
     lr_ramp: int = 0
 
     def validate(self) -> "FitSettings":
-        if self.iterations < 1:
-            raise ValueError(f"iterations must be at least 1, got {self.iterations}")
+        checks.whole("iterations", self.iterations, 1)
+        for name in ("lr", "code_noise", "ema", "loss_jump"):
+            checks.number(name, getattr(self, name))
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.code_noise < 0:
             raise ValueError(f"code_noise must be >= 0, got {self.code_noise}")
         if not 0 <= self.ema < 1:
             raise ValueError(f"ema must be in [0, 1), got {self.ema}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {self.precision!r}; choose one of "
-                             f"{', '.join(PRECISIONS)}")
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"unknown layout {self.layout!r}; choose one of {', '.join(LAYOUTS)}")
-        if not isinstance(self.parallel, int) or self.parallel < 0:
+        checks.choice("precision", self.precision, PRECISIONS)
+        checks.choice("layout", self.layout, LAYOUTS)
+        for name in ("preview_every", "metrics_every"):
+            checks.whole(name, getattr(self, name), 0)
+        if isinstance(self.parallel, bool) or not isinstance(self.parallel, int) or self.parallel < 0:
             raise ValueError(f"parallel must be a whole number >= 0 (0: automatic), got {self.parallel!r}")
-        if not isinstance(self.lr_ramp, int) or self.lr_ramp < 0:
+        if isinstance(self.lr_ramp, bool) or not isinstance(self.lr_ramp, int) or self.lr_ramp < 0:
             raise ValueError(f"lr_ramp must be a whole number of iterations >= 0, got {self.lr_ramp!r}")
         return self
 
@@ -99,6 +100,10 @@ class Problem:
     # Builds the same architecture packing k problems; lets a fit drop finished problems.
     make_network: Callable[[int], nn.Module] | None = None
     loss: Loss = field(default_factory=MSE)  # the data fidelity (see core/losses.py)
+    # All problems have one code and one noise stream (the slices of a stack, one seed):
+    # networks that allow it (``shares_code``) take the code once per group. build_problem
+    # sets it for one seed; whoever replaces the codes keeps it true only if they stay equal.
+    shared_code: bool = False
 
     @property
     def n(self) -> int:
@@ -424,9 +429,7 @@ def fit(problem: Problem, settings: FitSettings, rule, *, device: torch.device,
     op = problem.operator.to(device) if hasattr(problem.operator, "to") else problem.operator
     loss = problem.loss.to(device) if hasattr(problem.loss, "to") else problem.loss
     params = [p for p in net.parameters() if p.requires_grad]
-    # The slices of a stack share their seed, hence their code and its noise.
-    shared = (n > 1 and getattr(net, "shares_code", False) and len(set(problem.seeds)) == 1
-              and bool((problem.code == problem.code[:1]).all()))
+    shared = n > 1 and getattr(net, "shares_code", False) and problem.shared_code
     whole = _Active(index=torch.arange(n), net=net, params=params,
                     opt=LayoutAdam(params, settings.lr, device), good=[p.detach().clone() for p in params],
                     code=problem.code.to(device), y=problem.observed.to(device), op=op, loss=loss,

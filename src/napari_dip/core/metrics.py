@@ -1,6 +1,9 @@
 """Image quality metrics on batches (G, C, H, W) of images in [0, 1]; one value per image."""
 from __future__ import annotations
 
+import itertools
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -146,3 +149,42 @@ def vif(x: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0, noise_var: 
         num += torch.log10(1 + gain ** 2 * s1 / (sv + noise_var)).flatten(1).sum(1)
         den += torch.log10(1 + s1 / noise_var).flatten(1).sum(1)
     return (num / den.clamp_min(eps)).reshape(g, c).mean(1).float()
+
+
+# Summaries of the Deep Decoder's ensembles and patch fits (napari_dip.decoder, the sweep).
+UNSTABLE_CV = 5.0  # percent: the report's criterion
+
+
+def quality(x: np.ndarray, ref: np.ndarray) -> dict:
+    """PSNR, SSIM, MS-SSIM and VIF of x (C, H, W) against ref in [0, 1].
+
+    A metric the image is too small for is None, with the reason in ``notes``.
+    """
+    a, b = torch.from_numpy(np.ascontiguousarray(x[None])), torch.from_numpy(np.ascontiguousarray(ref[None]))
+    out: dict = {"psnr": float(psnr(a, b)[0])}
+    notes = []
+    for name, fn in (("ssim", ssim), ("ms_ssim", ms_ssim), ("vif", vif)):
+        try:
+            out[name] = float(fn(a, b)[0])
+        except ValueError as err:
+            out[name] = None
+            notes.append(str(err))
+    if notes:
+        out["notes"] = notes
+    return out
+
+
+def stability(psnrs: list[float]) -> dict:
+    """Coefficient of variation of PSNR across members, CV% = 100 std / mean (population std).
+
+    Above 5% the run is flagged unstable (the report's criterion).
+    """
+    cv = 100.0 * float(np.std(psnrs)) / float(np.mean(psnrs))
+    return {"cv_percent": cv, "unstable": cv > UNSTABLE_CV}
+
+
+def mean_pairwise_psnr(members: np.ndarray) -> float:
+    """Mean PSNR over all pairs of members (N, C, H, W) in [0, 1]."""
+    pairs = list(itertools.combinations(range(len(members)), 2))
+    t = torch.from_numpy(members)
+    return float(np.mean([float(psnr(t[i:i + 1], t[j:j + 1])[0]) for i, j in pairs]))

@@ -259,3 +259,37 @@ class Convolve(PerProblem):
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         """The exact adjoint A^T y (correlation with the PSF, the boundary folded back)."""
         return _vjp_adjoint(self, y, *y.shape[-2:])
+
+
+class Cropped:
+    """A(x[..., :height, :width]): an operator applied to the top-left part of a larger image.
+
+    Networks produce sizes that are multiples of their ``size_multiple``; a task that crops
+    (deconvolution, user operators) fits the network's larger output through this, so the
+    observation is fitted as it is, with no padding invented for it.
+    """
+
+    def __init__(self, inner, height: int, width: int):
+        self.inner, self.height, self.width = inner, height, width
+        self.name = f"cropped {getattr(inner, 'name', type(inner).__name__)}"
+        self.scale = getattr(inner, "scale", 1)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x[..., :self.height, :self.width])
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        if height < self.height or width < self.width:
+            raise ValueError(f"the image ({height}x{width}) is smaller than the crop "
+                             f"({self.height}x{self.width})")
+        return self.inner.output_size(self.height, self.width)
+
+    def rows(self, index: torch.Tensor) -> "Cropped":
+        inner = self.inner.rows(index) if hasattr(self.inner, "rows") else self.inner
+        return self if inner is self.inner else Cropped(inner, self.height, self.width)
+
+    def to(self, device: torch.device | str) -> "Cropped":
+        if hasattr(self.inner, "to"):
+            moved = self.inner.to(device)
+            # a torch.nn.Module's to() moves in place; anything else may return a new object
+            self.inner = moved if moved is not None else self.inner
+        return self

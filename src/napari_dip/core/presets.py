@@ -1,4 +1,9 @@
-"""Named, validated settings per task: the papers' settings and fast CPU settings."""
+"""Named settings per task: the papers' settings and fast CPU settings.
+
+Each built-in task (see :mod:`.task`) names one of the preset functions below; a preset
+function maps a preset name and the task's factor to a :class:`Preset` with the skip
+network, and :func:`for_architecture` swaps in another architecture's network of that size.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -10,10 +15,7 @@ from .nets.shuffle import ShuffleSkipConfig
 from .nets.skip import SkipConfig
 from .stopping import StopSettings
 
-TASKS = ("denoise", "superres", "inpaint", "fit")  # fit: represent a clean image (A = I)
 PRESET_NAMES = ("paper", "fast")
-ARCHITECTURES = ("skip", "resunet", "shuffle")
-DEFAULT_PRESET = {"denoise": "fast", "superres": "fast", "inpaint": "fast", "fit": "fast"}
 
 PAPER_NET = SkipConfig()  # 32-channel code, 5 scales of 128, 4 skip channels
 FAST_NET = SkipConfig(channels_down=(16, 32, 64, 128, 128), channels_up=(16, 32, 64, 128, 128),
@@ -26,8 +28,10 @@ FAST_RESUNET = ResUNetConfig(channels=(16, 32, 64, 128))
 FAST_SHUFFLE = ShuffleSkipConfig(channels_down=(16, 32, 64, 128), channels_up=(16, 32, 64, 128),
                                  channels_skip=(4, 4, 4, 4))
 PAPER_SHUFFLE = ShuffleSkipConfig(channels_down=(128,) * 4, channels_up=(128,) * 4, channels_skip=(4,) * 4)
-# Subclasses before their base: a config's architecture is the first type it is an instance of.
-NETWORK_TYPES = {"shuffle": ShuffleSkipConfig, "skip": SkipConfig, "resunet": ResUNetConfig}
+# The networks of the Deep Image Prior tasks other than the skip network, per preset name.
+ARCHITECTURE_NETS = {"resunet": {"paper": PAPER_RESUNET, "fast": FAST_RESUNET},
+                     "shuffle": {"paper": PAPER_SHUFFLE, "fast": FAST_SHUFFLE}}
+ARCHITECTURES = ("skip", *ARCHITECTURE_NETS)
 
 # The exponential-moving-variance rule with a span of 100 outputs, returning the moving mean:
 # on 8 real crops it came within 0.10 dB (median) of the oracle, where the windowed variance
@@ -41,7 +45,7 @@ class Preset:
 
     name: str
     task: str
-    network: Any  # SkipConfig or ResUNetConfig
+    network: Any  # a network config (see core/networks.py)
     fit: FitSettings
     code: str = "uniform"
     stopping: StopSettings = AUTO_STOP
@@ -51,44 +55,48 @@ class Preset:
     warm_start: bool = False
 
 
-def _superres_paper(factor: int) -> FitSettings:
-    # DIP: x4 for 2000 iterations with code noise 0.03, x8 for 4000 with 0.05.
-    if factor <= 4:
-        return FitSettings(iterations=2000, lr=0.01, code_noise=0.03)
-    return FitSettings(iterations=4000, lr=0.01, code_noise=0.05)
-
-
-def _skip_preset(task: str, name: str, factor: int) -> Preset:
-    if task in ("denoise", "fit"):
-        warm = task == "denoise"
-        if name == "paper":
-            return Preset(name, task, PAPER_NET, FitSettings(iterations=3000, lr=0.01, code_noise=1 / 30),
-                          warm_start=warm)
-        return Preset(name, task, FAST_NET, FitSettings(iterations=1200, lr=0.01, code_noise=1 / 30),
+def denoise_preset(task: str, name: str, factor: int) -> Preset:
+    """Denoising (and representing a clean image, task ``fit``): DIP's 3000 iterations with
+    code noise 1/30; fast: a narrower network for 1200. Warm starts for denoising stacks."""
+    warm = task == "denoise"
+    if name == "paper":
+        return Preset(name, task, PAPER_NET, FitSettings(iterations=3000, lr=0.01, code_noise=1 / 30),
                       warm_start=warm)
-    if task == "superres":
-        if name == "paper":
-            return Preset(name, task, PAPER_NET, _superres_paper(factor))
-        fit = _superres_paper(factor)
-        return Preset(name, task, FAST_NET, replace(fit, iterations=fit.iterations // 2))
+    return Preset(name, task, FAST_NET, FitSettings(iterations=1200, lr=0.01, code_noise=1 / 30),
+                  warm_start=warm)
+
+
+def superres_preset(task: str, name: str, factor: int) -> Preset:
+    """DIP: x4 for 2000 iterations with code noise 0.03, x8 for 4000 with 0.05; fast: half."""
+    fit = (FitSettings(iterations=2000, lr=0.01, code_noise=0.03) if factor <= 4
+           else FitSettings(iterations=4000, lr=0.01, code_noise=0.05))
+    if name == "paper":
+        return Preset(name, task, PAPER_NET, fit)
+    return Preset(name, task, FAST_NET, replace(fit, iterations=fit.iterations // 2))
+
+
+def inpaint_preset(task: str, name: str, factor: int) -> Preset:
+    """DIP's inpainting network (wide skips, nearest upsampling) for 6000 iterations; fast: 2000."""
     if name == "paper":
         return Preset(name, task, INPAINT_NET, FitSettings(iterations=6000, lr=0.01, code_noise=0.03))
     return Preset(name, task, FAST_NET, FitSettings(iterations=2000, lr=0.01, code_noise=0.03))
 
 
-def get_preset(task: str, name: str | None = None, *, factor: int = 1, architecture: str = "skip") -> Preset:
-    """The preset ``name`` (default: the task's default) for ``task`` with the chosen network."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-    name = DEFAULT_PRESET[task] if name is None else name
-    if name not in PRESET_NAMES:
-        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESET_NAMES)}")
+def deconvolve_preset(task: str, name: str, factor: int) -> Preset:
+    """Deconvolution (and user operators): denoising's networks and code noise, with the
+    longer fits of inpainting, since a blurred image's fine detail is fitted last."""
+    if name == "paper":
+        return Preset(name, task, PAPER_NET, FitSettings(iterations=5000, lr=0.01, code_noise=1 / 30))
+    return Preset(name, task, FAST_NET, FitSettings(iterations=2000, lr=0.01, code_noise=1 / 30))
+
+
+def for_architecture(preset: Preset, architecture: str) -> Preset:
+    """``preset`` with the network of ``architecture`` (skip: the preset's own)."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
-    preset = _skip_preset(task, name, factor)
-    if architecture == "resunet":
-        preset = replace(preset, network=PAPER_RESUNET if name == "paper" else FAST_RESUNET)
-    elif architecture == "shuffle":  # fp32: bf16 was slower for it on the CPU (docs/speed.md)
-        preset = replace(preset, network=PAPER_SHUFFLE if name == "paper" else FAST_SHUFFLE,
-                         fit=replace(preset.fit, precision="fp32"))
+    if architecture == "skip":
+        return preset
+    preset = replace(preset, network=ARCHITECTURE_NETS[architecture][preset.name])
+    if architecture == "shuffle":  # fp32: bf16 was slower for it on the CPU (docs/speed.md)
+        preset = replace(preset, fit=replace(preset.fit, precision="fp32"))
     return preset

@@ -45,6 +45,10 @@ class DecoderConfig:
     def code_channels(self) -> int:
         return self.widths[0]
 
+    @property
+    def size_multiple(self) -> int:
+        return self.scale
+
     def padded_size(self, height: int, width: int) -> tuple[int, int]:
         """The smallest multiples of the scale >= (height, width)."""
         s = self.scale

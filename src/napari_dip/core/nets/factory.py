@@ -1,4 +1,7 @@
-"""Seeded construction of G independent networks packed into one grouped network."""
+"""Seeded construction of G independent networks packed into one grouped network, and
+moving problems between packed networks; both rely on the packing rule of the network slot
+(:mod:`napari_dip.core.networks`: problem g owns the g-th block of dim 0 of every state tensor
+that has a dimension; 0-d tensors are shared)."""
 from __future__ import annotations
 
 import threading

@@ -15,7 +15,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from .decoder import fit_decoder
+from ..decoder import fit_decoder
 
 #: Settings a grid may vary (the keyword arguments of :func:`napari_dip.decoder.fit_decoder`).
 SETTINGS = ("task", "channels", "blocks", "scale", "upsample", "code", "code_3d", "feature_size",
