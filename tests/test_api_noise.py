@@ -62,8 +62,10 @@ def test_noise_option_mistakes_give_one_clear_error():
         api.denoise(img, noise="shot", **TINY)
     with pytest.raises(ValueError, match=r"noise_params must be \(a, b\)"):
         api.denoise(img, noise="poisson-gaussian", noise_params=(1.0,), **TINY)
-    with pytest.raises(ValueError, match="noise models are for denoising"):
+    with pytest.raises(TypeError, match="noise"):  # only denoise takes a noise model
         api.super_resolve(img, 2, noise="poisson", **TINY)
+    with pytest.raises(ValueError, match="noise models are for denoising"):
+        api.make_config("superres", factor=2, noise="poisson")
 
 
 def test_cli_denoise_takes_the_noise_model_and_reports_it(tmp_path):
