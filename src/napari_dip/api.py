@@ -232,7 +232,7 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
         fidelity_now = (config.noise.loss_for([m for m, _ in models], intensity.offset, intensity.scale)
                         if models else _loss_rows(fidelity, members, layout.n_slices))
         problem = build_problem(config, obs_t, seeds=[config.seed] * n, inputs=batch_inputs,
-                                ground_truth=gt_t, loss=fidelity_now)
+                                ground_truth=gt_t, size=size, loss=fidelity_now)
         if tiles is not None:
             problem.code = tiles.codes(group)
         warm = previous is not None

@@ -171,7 +171,7 @@ class DeepDecoderWidget(TaskForm):
 
 def stability_text(report: dict) -> tuple[str, bool]:
     """The ensemble's stability and the patch note for the dock; True when flagged unstable."""
-    from ..decoder import UNSTABLE_CV
+    from ..core.metrics import UNSTABLE_CV
 
     reports = report.get("slice_reports") or [report]
     lines, flagged = [], False

@@ -29,7 +29,8 @@ def register(sub) -> None:
     add_shared_options(p)
     add_dip_options(p)
     add_volume_options(p)
-    p.set_defaults(func=run_deconvolve, task="deconvolve")
+    # Deconvolution fits each slice whole (its operator crops the network's output): no tiling.
+    p.set_defaults(func=run_deconvolve, task="deconvolve", max_memory=None, tile_size=None)
 
 
 def read_psf(path: str) -> np.ndarray:
