@@ -10,6 +10,15 @@ from ..core.stopping import STOP_RULES
 from ..io import write_json
 
 
+def add_io_arguments(p: argparse.ArgumentParser) -> None:
+    """IN (files, folders, globs) and -o OUT, as every restoring command takes them."""
+    p.add_argument("input", metavar="IN", nargs="+",
+                   help="images or volumes: .tif/.tiff, .nii/.nii.gz, .png/.jpg, .npy, .zarr/.ome.zarr; "
+                        "folders and globs")
+    p.add_argument("-o", "--output", metavar="OUT", required=True,
+                   help="output file (format from its name); a folder for several inputs")
+
+
 def add_shared_options(p: argparse.ArgumentParser) -> None:
     """--preset, --iterations, --lr, --stop, --ground-truth, --seed, --device, --channel-axis, --report."""
     p.add_argument("--preset", help="named settings: fast (default) or paper")

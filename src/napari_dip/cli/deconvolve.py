@@ -8,18 +8,14 @@ import argparse
 import numpy as np
 
 from ..io import read_image
-from .common import add_dip_options, add_shared_options, add_volume_options
+from .common import add_dip_options, add_io_arguments, add_shared_options, add_volume_options
 
 
 def register(sub) -> None:
     helptext = "deblur with a known point spread function (A = convolution with the PSF)"
     p = sub.add_parser("deconvolve", help=helptext, description=f"Deep Image Prior: {helptext}. Every slice "
                        "of a volume (along --axis) has the same 2D PSF; runs resume where they stopped.")
-    p.add_argument("input", metavar="IN", nargs="+",
-                   help="images or volumes: .tif/.tiff, .nii/.nii.gz, .png/.jpg, .npy, .zarr/.ome.zarr; "
-                        "folders and globs")
-    p.add_argument("-o", "--output", metavar="OUT", required=True,
-                   help="output file (format from its name); a folder for several inputs")
+    add_io_arguments(p)
     psf = p.add_mutually_exclusive_group(required=True)
     psf.add_argument("--psf", metavar="PSF", help="the PSF as a 2D image file (normalised to sum 1; its "
                                                   "centre is pixel (rows // 2, columns // 2))")

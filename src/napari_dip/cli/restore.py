@@ -10,7 +10,7 @@ import numpy as np
 
 from ..io import ImageMeta, read_image, write_image
 from .baseline import add_noise_options
-from .common import (VolumeProgress, add_dip_options, add_shared_options, add_volume_options, dip_settings,
+from .common import (VolumeProgress, add_dip_options, add_io_arguments, add_shared_options, add_volume_options, dip_settings,
                      progress_bar, write_report)
 from .tiling import add_tiling_options, with_tiling
 
@@ -22,11 +22,7 @@ def register(sub) -> None:
         p = sub.add_parser(name, help=helptext, description=f"Deep Image Prior: {helptext}. Volumes "
                            "(TIFF stacks, NIfTI, NPY, Zarr) are processed slice by slice along --axis; runs "
                            "resume where they stopped. A Zarr output holds one slice (or one chunk with --batch-size/--warm-start) in memory at a time.")
-        p.add_argument("input", metavar="IN", nargs="+",
-                       help="images or volumes: .tif/.tiff, .nii/.nii.gz, .png/.jpg, .npy, .zarr/.ome.zarr; "
-                            "folders and globs")
-        p.add_argument("-o", "--output", metavar="OUT", required=True,
-                       help="output file (format from its name); a folder for several inputs")
+        add_io_arguments(p)
         if name == "superres":
             p.add_argument("--factor", type=int, required=True, help="upsampling factor, 2..32")
         if name == "inpaint":
