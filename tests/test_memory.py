@@ -40,20 +40,22 @@ print(json.dumps(peak - before))
 
 
 def test_prediction_bounds_the_measured_peak_of_a_small_fit():
-    """Measured: the peak RSS of a fresh process fitting one 128x128 problem in fp32 (what
+    """Measured: the peak RSS of a fresh process fitting one 256x256 problem in fp32 (what
     'auto' runs on CPUs without fast bf16), over its RSS after building the problem and
     planning (as api.run does). The model may be at most 25% below it, nor more than twice it.
-    (bf16's factor is measured, docs/speed.md, but its peak varied too much between runs on a
-    loaded host, 72-119 MB, to test.) The resident size is sampled during the fit: the
-    process's lifetime peak (ru_maxrss) came out 2-6x higher after the suite's GUI tests
-    (197-625 MB against 98 MB alone)."""
+    256x256, not smaller: a fixed part of the peak (allocator arenas, thread pools) does not
+    scale with the image and differs between installs; at 128x128 it was 90 MB here and 120 MB
+    on a fresh CI install against 94 MB predicted. (bf16's factor is measured, docs/speed.md, but
+    its peak varied too much between runs on a loaded host to test.) The resident size is
+    sampled during the fit: the process's lifetime peak (ru_maxrss) came out 2-6x higher after
+    the suite's GUI tests."""
     precision = "fp32"
     env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", ""), "OMP_NUM_THREADS": "1",
            "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
-    done = subprocess.run([sys.executable, "-c", MEASURE, "128", precision], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", MEASURE, "256", precision], capture_output=True, text=True,
                           env=env, check=True)
     measured = json.loads(done.stdout.strip().splitlines()[-1])
-    predicted = fit_bytes(make_config("denoise").network, 1, (128, 128), precision=precision)
+    predicted = fit_bytes(make_config("denoise").network, 1, (256, 256), precision=precision)
     assert 0.5 * predicted <= measured <= 1.25 * predicted, (measured, predicted)
 
 
