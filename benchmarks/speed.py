@@ -189,7 +189,7 @@ def batch_bounds(size: int, slices: int, rounds: int, iterations: int = 12) -> d
     channels-last), and the same slices through one shared network (bf16), whose cost is that
     of the activations alone: no batch of independent networks can get below it. CPU seconds
     with one thread, and wall seconds with two, interleaved over rounds (best round each)."""
-    from napari_dip.core.fit import LayoutAdam
+    from napari_dip.core.scheduler import LayoutAdam
     from napari_dip.core.presets import FAST_NET
     cpu = torch.device("cpu")
     variants = {"one slice (fp32)": (1, 1, None), f"batch of {slices} networks (bf16)": (slices, slices, torch.bfloat16),

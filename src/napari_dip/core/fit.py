@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Generator, Sequence
 
@@ -24,7 +23,8 @@ from .losses import MSE, Loss
 from .metrics import psnr as psnr_fn
 from .metrics import ssim as ssim_fn
 from .nets.blocks import count_parameters
-from .nets.factory import move_problems
+from .scheduler import Group, Scheduler, rows
+from .scheduler import LayoutAdam, parallel_groups  # noqa: F401 (public here too)
 
 PRECISIONS = ("auto", "fp32", "bf16")
 SNAPSHOT_EVERY = 10  # iterations between copies of the weights a loss jump falls back to
@@ -195,66 +195,6 @@ def resolve_layout(layout: str, amp: torch.dtype | None) -> torch.memory_format:
     return torch.contiguous_format
 
 
-class LayoutAdam:
-    """Adam (fused on CPU and CUDA) stepping on contiguous views of the parameters.
-
-    A channels-last 4D weight is one contiguous block in (O, kH, kW, I) order; handed to Adam
-    as such, it is updated in place instead of being copied to the default layout and back
-    every step (a sixth of a batched bfloat16 iteration on small images).
-    """
-
-    def __init__(self, params: Sequence[torch.Tensor], lr: float, device: torch.device):
-        self.params = list(params)
-        self.views = [_contiguous_view(p.detach()) for p in self.params]
-        fused = {"fused": True} if device.type in ("cpu", "cuda") else {}
-        self.optimizer = torch.optim.Adam(self.views, lr=lr, **fused)
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    def step(self, lr: float) -> None:
-        for p, v in zip(self.params, self.views):
-            v.grad = None if p.grad is None else _contiguous_view(p.grad, like=p)
-        self.optimizer.param_groups[0]["lr"] = lr
-        self.optimizer.step()
-
-    @classmethod
-    def gather(cls, params: Sequence[torch.Tensor], k: int, parts) -> "LayoutAdam":
-        """Adam for ``params`` packing ``k`` problems, carrying their moments and step counts
-        over from ``parts``: (optimiser, problems it packs, their rows there, their rows here)."""
-        first = parts[0][0]
-        new = cls(params, first.optimizer.param_groups[0]["lr"], params[0].device)
-        for i, view in enumerate(new.views):
-            old = first.optimizer.state.get(first.views[i])
-            if not old:
-                continue
-            state = {}
-            for key, value in old.items():
-                if value.ndim == 0:  # the step count, the same for every problem of a fit
-                    state[key] = value.clone()
-                    continue
-                state[key] = view.new_empty(view.shape)
-                for opt, n, src, dst in parts:
-                    moment = opt.optimizer.state[opt.views[i]][key]
-                    state[key].unflatten(0, (k, -1))[dst] = moment.unflatten(0, (n, -1))[src]
-            new.optimizer.state[view] = state
-        return new
-
-
-def _contiguous_view(t: torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:
-    """``t`` as (O, kH, kW, I) if ``like`` (default: ``t``) is a channels-last 4D tensor."""
-    like = t if like is None else like
-    if like.ndim == 4 and not like.is_contiguous() and like.is_contiguous(memory_format=torch.channels_last):
-        return t.permute(0, 2, 3, 1)
-    return t
-
-
-def _rows(tensors: Sequence[torch.Tensor], n: int) -> list[torch.Tensor]:
-    """Views (G, ...) of packed tensors: problem g owns the g-th block of dim 0."""
-    return [t.unflatten(0, (n, -1)) for t in tensors]
-
-
 def problem_bytes(make: Callable[[], nn.Module], code_shape: Sequence[int]) -> int:
     """Device memory one problem of a fit needs: fp32 weights x 4 (weights, gradients, two
     Adam moments) and the activations kept for the backward pass, counted by a forward pass
@@ -274,93 +214,7 @@ def problem_bytes(make: Callable[[], nn.Module], code_shape: Sequence[int]) -> i
     return total + 4 * out.numel() * 4 + 16 * sum(p.numel() for p in net.parameters())
 
 
-def _generators(seeds: Sequence[int], device: torch.device) -> list[torch.Generator]:
-    gens = []
-    for s in seeds:
-        g = torch.Generator(device=device)
-        g.manual_seed(int(s) + 1)  # distinct from the weight-initialisation stream
-        gens.append(g)
-    return gens
-
-
-@dataclass
-class _Active:
-    """Problems fitted together: a packed network and their rows (``index``: their numbers)."""
-
-    index: torch.Tensor  # (k,) long, positions among the problem's G
-    net: nn.Module
-    params: list[torch.Tensor]
-    opt: LayoutAdam
-    good: list[torch.Tensor]  # weights a loss jump falls back to
-    code: torch.Tensor
-    y: torch.Tensor
-    op: Callable[[torch.Tensor], torch.Tensor]
-    loss: Loss
-    gens: list[torch.Generator]
-    shared: bool = False  # one code and noise stream for all: the code enters the network once
-
-    def __post_init__(self):
-        self.at = self.index.to(self.code.device)  # the same positions, on the device
-        if hasattr(self.net, "draw_from"):  # dropout masks from the problems' own streams
-            self.net.draw_from(self.gens)
-
-    @property
-    def n(self) -> int:
-        return len(self.index)
-
-
-def _regroup(groups: list[_Active], index: torch.Tensor, parts: int, whole: _Active,
-             make: Callable[[int], nn.Module], layout) -> list[_Active]:
-    """The problems ``index`` (positions among the fit's G) split into ``parts`` groups of
-    near-equal size, each a packed network that carries its problems' weights, Adam moments
-    and fallback weights over from ``groups``; codes, observations, operator rows and noise
-    streams come from ``whole``, the fit's first group of all G problems."""
-    owner = {int(i): (g, k) for g in groups for k, i in enumerate(g.index.tolist())}
-    device = whole.code.device
-    new = []
-    for chunk in torch.tensor_split(index, parts):
-        k = len(chunk)
-        with torch.device("meta"):  # no initialisation: every weight is loaded below
-            net = make(k)
-        net = net.to_empty(device=device).to(memory_format=layout).train()
-        params = [p for p in net.parameters() if p.requires_grad]
-        good = [torch.empty_like(p) for p in params]
-        sources = []  # (group, its rows, rows here)
-        for g in groups:
-            pairs = [(owner[i][1], t) for t, i in enumerate(chunk.tolist()) if owner[i][0] is g]
-            if pairs:
-                move_problems(g.net, g.n, net, pairs)
-                sources.append((g, torch.tensor([s for s, _ in pairs], device=device),
-                                torch.tensor([t for _, t in pairs], device=device)))
-        with torch.no_grad():
-            for g, src, dst in sources:
-                for mine, old in zip(_rows(good, k), _rows(g.good, g.n)):
-                    mine[dst] = old[src]
-        rows = chunk.to(device)
-        new.append(_Active(
-            index=chunk, net=net, params=params, good=good,
-            opt=LayoutAdam.gather(params, k, [(g.opt, g.n, src, dst) for g, src, dst in sources]),
-            code=whole.code[rows], y=whole.y[rows],
-            op=_select(whole.op, rows), loss=_select(whole.loss, rows),
-            gens=[whole.gens[i] for i in chunk.tolist()], shared=whole.shared))
-    return new
-
-
-def _select(part, rows: torch.Tensor):
-    """An operator's or a loss's part for the problems ``rows``; a plain callable holds
-    nothing per problem."""
-    return part.rows(rows) if hasattr(part, "rows") else part
-
-
-def parallel_groups(setting: int, device: torch.device, n: int) -> int:
-    """How many groups of a batch of ``n`` problems to fit at the same time (see
-    :class:`FitSettings`, ``parallel``)."""
-    if setting:
-        return max(1, min(setting, n))
-    return max(1, min(torch.get_num_threads(), n)) if device.type == "cpu" else 1
-
-
-def _step(a: _Active, it: int, settings: FitSettings, autocast, prev_out, prev_loss):
+def _step(a: Group, it: int, settings: FitSettings, autocast, prev_out, prev_loss):
     """One iteration for the problems of ``a``: (outputs, losses, which ones jumped)."""
     device = a.code.device
     # Problems sharing their code take it once, with noise drawn from the first stream.
@@ -389,9 +243,9 @@ def _step(a: _Active, it: int, settings: FitSettings, autocast, prev_out, prev_l
         # one batch follow the paths they follow alone.
         keep = jumped.to(device)
         with torch.no_grad():
-            for r, g in zip(_rows([p.detach() for p in a.params], a.n), _rows(a.good, a.n)):
+            for r, g in zip(rows([p.detach() for p in a.params], a.n), rows(a.good, a.n)):
                 r[keep] = g[keep]
-            for grad in _rows([p.grad for p in a.params], a.n):
+            for grad in rows([p.grad for p in a.params], a.n):
                 grad[keep] = 0
         out = torch.where(keep.view(-1, 1, 1, 1), prev_out, out)
         loss_now = torch.where(jumped, prev_loss, loss_now)
@@ -414,95 +268,44 @@ def fit(problem: Problem, settings: FitSettings, rule, *, device: torch.device,
     result holds what the stopping rule has so far (``cancelled=True``). With
     ``problem.make_network`` given, the problems are fitted in ``settings.parallel`` groups at
     the same time, and problems the rule declares done stop being fitted: the rest go on in
-    smaller groups, each problem exactly as it would alone. ``problem.network`` ends with every
-    problem's last weights.
+    smaller groups, each problem exactly as it would alone (see :class:`.Scheduler`).
+    ``problem.network`` ends with every problem's last weights.
     """
     settings.validate()
-    amp = resolve_precision(settings.precision, device, pixels=problem.n * problem.code[0, 0].numel())
-    layout = resolve_layout(settings.layout, amp)
-    net = problem.network.to(device, memory_format=layout).train()
+    n = problem.n
+    amp = resolve_precision(settings.precision, device, pixels=n * problem.code[0, 0].numel())
+    autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp else contextlib.nullcontext
     gt = None if problem.ground_truth is None else problem.ground_truth.to(device)
     if rule.needs_ground_truth and gt is None:
         raise ValueError("this stopping rule needs a ground truth")
-    n = problem.n
-    parameters = count_parameters(net, n)
-    op = problem.operator.to(device) if hasattr(problem.operator, "to") else problem.operator
-    loss = problem.loss.to(device) if hasattr(problem.loss, "to") else problem.loss
-    params = [p for p in net.parameters() if p.requires_grad]
-    shared = n > 1 and getattr(net, "shares_code", False) and problem.shared_code
-    whole = _Active(index=torch.arange(n), net=net, params=params,
-                    opt=LayoutAdam(params, settings.lr, device), good=[p.detach().clone() for p in params],
-                    code=problem.code.to(device), y=problem.observed.to(device), op=op, loss=loss,
-                    gens=_generators(problem.seeds, device), shared=shared)
-    autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp else contextlib.nullcontext
-    make = problem.make_network
-    parallel = parallel_groups(settings.parallel, device, n) if make is not None else 1
-    groups = [whole] if parallel == 1 else _regroup([whole], whole.index, parallel, whole, make, layout)
-    left, at = whole.index, whole.at  # the problems being fitted (on the host, on the device)
-    threads = torch.get_num_threads()
-    pool = None if parallel == 1 else ThreadPoolExecutor(
-        parallel, initializer=torch.set_num_threads, initargs=(max(1, threads // parallel),))
+    scheduler = Scheduler(problem, lr=settings.lr, parallel=settings.parallel, device=device,
+                          layout=resolve_layout(settings.layout, amp))
+    parameters = count_parameters(scheduler.network, n)
+
+    def step(group, prev_out, prev_loss):
+        return _step(group, it, settings, autocast, prev_out, prev_loss)
 
     losses, psnrs, ssims = [], [], []
-    ema = out_all = loss_all = psnr_all = None
-    restarts = 0
-    fitted = torch.zeros(n, dtype=torch.long)
+    out = loss = mean = psnr = None
     done = torch.zeros(n, dtype=torch.bool)
-    start = time.perf_counter()
-    it = 0
-    cancelled = False
-    try:
+    start, it, cancelled = time.perf_counter(), 0, False
+    with scheduler:
         for it in range(1, settings.iterations + 1):
             if cancel is not None and cancel():
-                cancelled = True
-                it -= 1
+                cancelled, it = True, it - 1
                 break
-            full = groups[0].n == n
-            for g in groups:
-                fitted[g.index] += 1
-
-            def step(g: _Active):
-                first = out_all is None
-                return _step(g, it, settings, autocast,
-                             None if first else out_all if full else out_all[g.at],
-                             None if first else loss_all if full else loss_all[g.index])
-
-            steps = [step(groups[0])] if len(groups) == 1 else list(pool.map(step, groups))
-            restarts += sum(int(jumped.sum()) for _, _, jumped in steps)
-            # The rule sees all G problems; finished ones keep their last values.
-            if full:
-                out_all, loss_all = steps[0][0], steps[0][1]
-            else:
-                out_all = (steps[0][0].new_empty((n, *steps[0][0].shape[1:])) if out_all is None
-                           else out_all.clone())
-                loss_all = torch.empty(n) if loss_all is None else loss_all.clone()
-                for g, (out, loss_now, _) in zip(groups, steps):
-                    out_all[g.at], loss_all[g.index] = out, loss_now
+            out, loss = scheduler.step(step, out, loss)  # all G problems; finished ones keep theirs
             with torch.no_grad():
-                if settings.ema > 0:
-                    # Ramped: weights grow with t until the cap, so early outputs fade.
-                    decay = min(settings.ema, (1 + it) / (3 + it))
-                    if ema is None:
-                        ema = out_all.clone()
-                    elif full:
-                        ema.mul_(decay).add_(out_all, alpha=1 - decay)
-                    else:
-                        ema.index_copy_(0, at, ema[at].mul_(decay).add_(out_all[at], alpha=1 - decay))
-                    candidate = ema
-                else:
-                    candidate = out_all
+                candidate = out
+                if settings.ema > 0:  # ramped: weights grow with t until the cap, so early outputs fade
+                    mean = candidate = scheduler.average(mean, out, min(settings.ema, (1 + it) / (3 + it)))
                 if gt is not None:
-                    p_now = psnr_fn(candidate if full else candidate[at], gt if full else gt[at])
-                    if not full:
-                        before = p_now.new_empty(n) if psnr_all is None else psnr_all
-                        p_now = before.index_copy(0, at, p_now)
-                    psnr_all = p_now
-                done |= rule.observe(it, out_all, candidate, psnr_all, loss_all)
-            reported = loss_all.tolist()
-            losses.append(reported)
-            event = Progress(it, settings.iterations, reported, done=done.tolist())
-            if psnr_all is not None:
-                event.psnr = psnr_all.cpu().tolist()
+                    psnr = scheduler.measure(psnr_fn, psnr, candidate, gt)
+                done |= rule.observe(it, out, candidate, psnr, loss)
+            event = Progress(it, settings.iterations, loss.tolist(), done=done.tolist())
+            losses.append(event.loss)
+            if psnr is not None:
+                event.psnr = psnr.cpu().tolist()
                 psnrs.append(event.psnr)
                 if settings.metrics_every and (it % settings.metrics_every == 0 or it == 1):
                     event.ssim = ssim_fn(candidate, gt).cpu().tolist()
@@ -512,41 +315,20 @@ def fit(problem: Problem, settings: FitSettings, rule, *, device: torch.device,
             yield event
             if bool(done.all()):
                 break
-            if make is not None and bool(done[left].any()):
-                _store_all(groups, net)
-                left = left[~done[left]]
-                groups = _regroup(groups, left, min(parallel, len(left)), whole, make, layout)
-                at = left.to(at.device)
-    finally:
-        if pool is not None:
-            pool.shutdown()
-            torch.set_num_threads(threads)  # the pool's threads set the process-wide default
-    _store_all(groups, net)
+            scheduler.retire(done)
+    scheduler.store()
     output, stop_iterations = rule.result()
     if output is None:  # cancelled before the first iteration
         with torch.no_grad(), autocast():
-            output = net(problem.code.to(device)).float()
+            output = scheduler.network(problem.code.to(device)).float()
         stop_iterations = [0] * n
     return FitResult(
-        output=output.detach().float().cpu().numpy(),
-        stop_iterations=stop_iterations,
-        iterations=it,
-        seconds=time.perf_counter() - start,
-        parameters=parameters,
+        output=output.detach().float().cpu().numpy(), stop_iterations=stop_iterations,
+        iterations=it, seconds=time.perf_counter() - start, parameters=parameters,
         loss_curve=np.asarray(losses, dtype=np.float32).reshape(-1, n),
         psnr_curve=np.asarray(psnrs, dtype=np.float32).reshape(-1, n) if psnrs else None,
-        ssim_curve=ssims,
-        cancelled=cancelled,
-        restarts=restarts,
-        fitted_iterations=fitted.tolist(),
-    )
-
-
-def _store_all(groups: list[_Active], network: nn.Module) -> None:
-    """Write every group's weights into their problems' places in the fit's ``network``."""
-    for g in groups:
-        if g.net is not network:
-            move_problems(g.net, g.n, network, [(k, int(i)) for k, i in enumerate(g.index)])
+        ssim_curve=ssims, cancelled=cancelled, restarts=scheduler.restarts,
+        fitted_iterations=scheduler.fitted.tolist())
 
 
 def drain(gen: Generator[Progress, None, FitResult],
