@@ -591,6 +591,84 @@ def _restore(task: str, image, options: Options, *, factor: int = 1, inputs: dic
     return (output, report) if return_report else output
 
 
+OPTIONS_DOC = """\
+preset : {'fast', 'paper'}, optional
+    Settings of the task (default: 'fast').
+iterations : int, optional
+    Iterations per fit (default: the preset's); the automatic rule may stop earlier.
+lr : float, optional
+    Adam's learning rate (default: the preset's, 0.01).
+stop : {'auto', 'fixed', 'oracle'}
+    When to stop: the automatic rule (no ground truth needed), after ``iterations``, or
+    at the best PSNR against ``ground_truth`` (for evaluation only).
+seed : int
+    Seeds the networks, codes and noise (>= 0).
+device : str
+    'auto' (CUDA, then MPS, then the CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'.
+channel_axis : int, optional
+    The axis holding colour channels, if any.
+precision : {'auto', 'fp32', 'bf16'}, optional
+    Arithmetic of the forward pass (weights stay fp32).
+architecture : {'skip', 'resunet'}, optional
+    The DIP paper's skip network, or a residual U-Net with dropout.
+network : dict, optional
+    Fields of the architecture's config to change (e.g. ``{'activation': 'ReLU'}``).
+stopping : dict, optional
+    Settings of the automatic rule to change: ``variant`` ('emv', 'wmv'), ``window``,
+    ``patience``, ``min_iterations``, ``output``.
+code : {'uniform', 'meshgrid'}, optional
+    The network's fixed input.
+batch_size : int, optional
+    Slices fitted at once (default: automatic, from the free memory).
+warm_start : bool, optional
+    Start each batch of slices from the weights fitted to the slice before (default: on
+    for denoising, off for the other tasks).
+parallel : int, optional
+    Groups of a batch fitted at the same time, one thread each (default: one per torch
+    thread on the CPU).
+loss : str or loss object, optional
+    The data fidelity: a name in :data:`napari_dip.core.losses.LOSSES` or an object of the
+    loss protocol (default: 'mse', for Gaussian noise).
+tile_size : int, optional
+    Fit every slice as overlapping tiles of this side (output pixels), blended back with a
+    cosine window.
+max_memory : int or str, optional
+    A memory budget in bytes or as '4GB' (default: a safe share of the free RAM or GPU
+    memory); slices too large for it are fitted as tiles.
+return_report : bool
+    Also return the report (settings, per-slice iterations, metrics, timings).
+callback : callable, optional
+    Called with every progress event (:class:`SliceProgress`, :class:`SliceDone`).
+cancel : callable, optional
+    Polled between iterations; when it returns True the run stops and returns what is done.
+"""
+"""The numpydoc entries of the options the restoring functions share, each defined once."""
+
+
+def _option_entries() -> dict[str, str]:
+    """:data:`OPTIONS_DOC` split into its entries, by option name."""
+    entries: dict[str, list[str]] = {}
+    for line in OPTIONS_DOC.splitlines():
+        if not line.startswith(" "):
+            entries[line.split(" : ")[0]] = []
+        entries[next(reversed(entries))].append(line)
+    return {name: "\n".join(lines) for name, lines in entries.items()}
+
+
+def shared_options(func):
+    """Replace ``{options}`` in ``func``'s docstring with the entries of :data:`OPTIONS_DOC`
+    for the options it takes, in its signature's order: one definition, complete ``help``."""
+    import inspect
+    if func.__doc__ is None:  # docstrings stripped (python -OO)
+        return func
+    entries = _option_entries()
+    names = [name for name in inspect.signature(func).parameters if name in entries]
+    text = "\n".join(entries[name] for name in names).replace("\n", "\n    ")
+    func.__doc__ = func.__doc__.replace("{options}", text)
+    return func
+
+
+@shared_options
 def denoise(image, *, preset=None, iterations=None, lr=None, stop="auto", ground_truth=None, seed=0,
             device="auto", channel_axis=None, precision=None, architecture=None, network=None,
             stopping=None, code=None, batch_size=None, warm_start=None, parallel=None,
@@ -603,63 +681,18 @@ def denoise(image, *, preset=None, iterations=None, lr=None, stop="auto", ground
     image : ndarray
         2D image, or a stack (any axes before Y, X, and the channel axis) restored slice by
         slice. Integer or float; not modified.
-    preset : {'fast', 'paper'}, optional
-        Settings of the task (default: 'fast').
-    iterations : int, optional
-        Iterations per fit (default: the preset's); the automatic rule may stop earlier.
-    lr : float, optional
-        Adam's learning rate (default: the preset's, 0.01).
-    stop : {'auto', 'fixed', 'oracle'}
-        When to stop: the automatic rule (no ground truth needed), after ``iterations``, or
-        at the best PSNR against ``ground_truth`` (for evaluation only).
     ground_truth : ndarray, optional
         The clean image (the output's shape): PSNR and SSIM in the report.
-    seed : int
-        Seeds the networks, codes and noise (>= 0).
-    device : str
-        'auto' (CUDA, then MPS, then the CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'.
-    channel_axis : int, optional
-        The axis holding colour channels, if any.
-    precision : {'auto', 'fp32', 'bf16'}, optional
-        Arithmetic of the forward pass (weights stay fp32).
-    architecture : {'skip', 'resunet'}, optional
-        The DIP paper's skip network, or a residual U-Net with dropout.
-    network : dict, optional
-        Fields of the architecture's config to change (e.g. ``{'activation': 'ReLU'}``).
-    stopping : dict, optional
-        Settings of the automatic rule to change: ``variant`` ('emv', 'wmv'), ``window``,
-        ``patience``, ``min_iterations``, ``output``.
-    code : {'uniform', 'meshgrid'}, optional
-        The network's fixed input.
-    batch_size : int, optional
-        Slices fitted at once (default: automatic, from the free memory).
-    warm_start : bool, optional
-        Start each batch of slices from the weights fitted to the slice before (default: on
-        for denoising, off for the other tasks).
-    parallel : int, optional
-        Groups of a batch fitted at the same time, one thread each (default: one per torch
-        thread on the CPU).
-    loss : str or loss object, optional
-        The data fidelity: a name in :data:`napari_dip.core.losses.LOSSES` or an object of the
-        loss protocol (default: 'mse', for Gaussian noise).
     noise : {'gaussian', 'auto', 'poisson-gaussian', 'poisson', 'rician'}
         Denoising only: the noise model (see :mod:`napari_dip.core.noise_setup`); a model
         other than 'gaussian' sets the loss.
     noise_params : (float, float), optional
         Denoising only: (a, b) of variance = a * x + b in the input's units, instead of an
         estimate per slice.
-    tile_size : int, optional
-        Fit every slice as overlapping tiles of this side (output pixels), blended back with a
-        cosine window.
-    max_memory : int or str, optional
-        A memory budget in bytes or as '4GB' (default: a safe share of the free RAM or GPU
-        memory); slices too large for it are fitted as tiles.
-    return_report : bool
-        Also return the report (settings, per-slice iterations, metrics, timings).
-    callback : callable, optional
-        Called with every progress event (:class:`SliceProgress`, :class:`SliceDone`).
-    cancel : callable, optional
-        Polled between iterations; when it returns True the run stops and returns what is done.
+
+    Other Parameters
+    ----------------
+    {options}
 
     Returns
     -------
@@ -672,6 +705,7 @@ def denoise(image, *, preset=None, iterations=None, lr=None, stop="auto", ground
                     return_report=return_report, callback=callback, cancel=cancel)
 
 
+@shared_options
 def super_resolve(image, factor: int, *, preset=None, iterations=None, lr=None, stop="auto",
                   ground_truth=None, seed=0, device="auto", channel_axis=None, precision=None,
                   architecture=None, network=None, stopping=None, code=None, batch_size=None,
@@ -685,15 +719,12 @@ def super_resolve(image, factor: int, *, preset=None, iterations=None, lr=None, 
         The low-resolution image or stack (see :func:`denoise`).
     factor : int
         2 to 32: the output's Y and X are ``factor`` times the input's.
+    ground_truth : ndarray, optional
+        The clean image, the output's shape: PSNR and SSIM in the report.
 
     Other Parameters
     ----------------
-    preset, iterations, lr, stop, seed, device, channel_axis, precision, architecture, network
-        As for :func:`denoise`.
-    stopping, code, batch_size, warm_start, parallel, loss, tile_size, max_memory, return_report, callback, cancel
-        As for :func:`denoise`.
-    ground_truth : ndarray, optional
-        The clean image, the output's shape: PSNR and SSIM in the report.
+    {options}
 
     Returns
     -------
@@ -706,6 +737,7 @@ def super_resolve(image, factor: int, *, preset=None, iterations=None, lr=None, 
                     return_report=return_report, callback=callback, cancel=cancel)
 
 
+@shared_options
 def inpaint(image, mask=None, *, preset=None, iterations=None, lr=None, stop="auto", ground_truth=None,
             seed=0, device="auto", channel_axis=None, precision=None, architecture=None, network=None,
             stopping=None, code=None, batch_size=None, warm_start=None, parallel=None,
@@ -721,15 +753,12 @@ def inpaint(image, mask=None, *, preset=None, iterations=None, lr=None, stop="au
         1 (or True) = known pixel, 0 = to fill: the image's Y, X shape (every slice) or its
         full shape. Refused when it marks no known pixel, holds NaN or has another shape.
         Needed unless ``image`` is a masked array.
+    ground_truth : ndarray, optional
+        The clean image, the image's shape: PSNR and SSIM in the report.
 
     Other Parameters
     ----------------
-    preset, iterations, lr, stop, seed, device, channel_axis, precision, architecture, network
-        As for :func:`denoise`.
-    stopping, code, batch_size, warm_start, parallel, loss, tile_size, max_memory, return_report, callback, cancel
-        As for :func:`denoise`.
-    ground_truth : ndarray, optional
-        The clean image, the image's shape: PSNR and SSIM in the report.
+    {options}
 
     Returns
     -------
@@ -742,6 +771,7 @@ def inpaint(image, mask=None, *, preset=None, iterations=None, lr=None, stop="au
                     return_report=return_report, callback=callback, cancel=cancel)
 
 
+@shared_options
 def deconvolve(image, psf=None, *, psf_sigma=None, boundary="reflect", preset=None, iterations=None, lr=None,
                stop="auto", ground_truth=None, seed=0, device="auto", channel_axis=None, precision=None,
                architecture=None, network=None, stopping=None, code=None, batch_size=None,
@@ -750,6 +780,7 @@ def deconvolve(image, psf=None, *, psf_sigma=None, boundary="reflect", preset=No
 
     The network's image x is fitted so that ``psf * x`` matches the image (A = convolution
     with the PSF, :class:`napari_dip.core.operators.Convolve`); no training data is needed.
+    The 'fast' preset fits 2000 iterations, 'paper' 5000.
 
     Parameters
     ----------
@@ -767,10 +798,7 @@ def deconvolve(image, psf=None, *, psf_sigma=None, boundary="reflect", preset=No
 
     Other Parameters
     ----------------
-    preset, iterations, lr, stop, seed, device, channel_axis, precision, architecture, network
-        As for :func:`denoise`.
-    stopping, code, batch_size, warm_start, parallel, loss, return_report, callback, cancel
-        As for :func:`denoise` (here the 'fast' preset fits 2000 iterations, 'paper' 5000).
+    {options}
 
     Returns
     -------
@@ -793,6 +821,7 @@ def deconvolve(image, psf=None, *, psf_sigma=None, boundary="reflect", preset=No
                     ground_truth=ground_truth, return_report=return_report, callback=callback, cancel=cancel)
 
 
+@shared_options
 def restore(observed, operator, *, shape=None, preset=None, iterations=None, lr=None, stop="auto",
             ground_truth=None, seed=0, device="auto", channel_axis=None, precision=None, architecture=None,
             network=None, stopping=None, code=None, batch_size=None, warm_start=None, parallel=None,
@@ -814,15 +843,12 @@ def restore(observed, operator, *, shape=None, preset=None, iterations=None, lr=
         once on a blank image before fitting.
     shape : (int, int), optional
         The image's (H, W) when it differs from the observation's (h, w).
+    ground_truth : ndarray, optional
+        The clean image, the restored image's shape: PSNR and SSIM in the report.
 
     Other Parameters
     ----------------
-    preset, iterations, lr, stop, seed, device, channel_axis, precision, architecture, network
-        As for :func:`denoise`.
-    stopping, code, batch_size, warm_start, parallel, loss, return_report, callback, cancel
-        As for :func:`denoise`.
-    ground_truth : ndarray, optional
-        The clean image, the restored image's shape: PSNR and SSIM in the report.
+    {options}
 
     Returns
     -------
