@@ -3,10 +3,10 @@
 Images (ISBI 2012 EM training volume, scaled to [0, 1]; Gaussian noise sigma 25/255 with seed 0,
 clipped to [0, 1]; PSNR against the clean image):
 
-- ``512``: section 0 (512 x 512);
-- ``2048``: sections 0-15 laid out 4 x 4, row by row (2048 x 2048);
-- ``4096``: 8 x 8 sections, section k at place k taken as k mod 30 (the volume has 30: sections
-  0-3 appear three times), for time and memory.
+- ``512``: section ``--section`` (default 20, held out from tuning; 512 x 512);
+- ``2048``: 16 sections from ``--section`` on laid out 4 x 4, row by row (2048 x 2048);
+- ``4096``: 8 x 8 sections, place k holding section (``--section`` + k) mod 30 (the volume has
+  30), for time and memory.
 
 Each row runs in a fresh process (``--one``) so that its peak resident memory is its own;
 ``peak_rss`` is that process's maximum RSS (torch and the arrays included), ``fit_peak`` the
@@ -37,14 +37,15 @@ DATA = ROOT.parent / "shared" / "data" / "em" / "isbi2012_train_volume.tif"
 SIGMA = 25 / 255
 
 
-def image(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(clean, noisy) float32 images of side ``size`` (a multiple of 512) from ISBI sections."""
+def image(size: int, section: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """(clean, noisy) float32 images of side ``size`` (a multiple of 512) from ISBI sections,
+    the first being ``section``."""
     import tifffile
     stack = tifffile.imread(DATA).astype(np.float32) / 255.0
     k = size // 512
     if k < 1 or k * 512 != size:
         raise ValueError(f"size must be a multiple of 512, got {size}")
-    clean = np.block([[stack[(r * k + c) % len(stack)] for c in range(k)] for r in range(k)]).astype(np.float32)
+    clean = np.block([[stack[(section + r * k + c) % len(stack)] for c in range(k)] for r in range(k)]).astype(np.float32)
     rng = np.random.default_rng(0)
     noisy = np.clip(clean + rng.normal(0, SIGMA, clean.shape), 0, 1).astype(np.float32)
     return clean, noisy
@@ -69,7 +70,7 @@ def seam_mask(shape: tuple[int, int], tile: int, band: int) -> np.ndarray:
 
 
 def one(size: int, tile: int, iterations: int | None, stop: str, max_memory: str | None, out: str | None,
-        cancel_after: int | None = None) -> dict:
+        cancel_after: int | None = None, section: int = 20) -> dict:
     """Denoise one image (tile 0: whole) and return its row; saves the output to ``out``.
 
     ``cancel_after`` N stops the run after N iterations of its first fit (for sizes that take
@@ -78,7 +79,7 @@ def one(size: int, tile: int, iterations: int | None, stop: str, max_memory: str
     import torch
 
     from napari_dip import api
-    clean, noisy = image(size)
+    clean, noisy = image(size, section)
     before = psutil.Process().memory_info().rss
     seen = {"iterations": 0, "first": None}
     start = time.perf_counter()
@@ -98,7 +99,7 @@ def one(size: int, tile: int, iterations: int | None, stop: str, max_memory: str
         np.save(out, restored)
     records = report["slices"][0]
     tiles = records.get("tiles", [records])
-    row = {"size": size, "tile": tile or None, "device": report["device"], "threads": torch.get_num_threads(),
+    row = {"size": size, "section": section, "tile": tile or None, "device": report["device"], "threads": torch.get_num_threads(),
            "wall_s": round(seconds, 1), "iterations_per_problem": [t["iterations"] for t in tiles],
            "stop_iterations": [t["stop_iteration"] for t in tiles], "problems": len(tiles),
            "events": seen["iterations"], "s_per_event_first5": seen["first"],
@@ -117,6 +118,7 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=None, help="iteration cap (default: the preset's)")
     ap.add_argument("--stop", default="auto", help="stopping rule (default: auto)")
     ap.add_argument("--max-memory", default=None, help="memory budget, e.g. 3GB")
+    ap.add_argument("--section", type=int, default=20, help="first ISBI section (default 20, held out)")
     ap.add_argument("--band", type=int, default=8, help="half width of the seam bands, pixels")
     ap.add_argument("--save", default=None, help="--one: save the output (.npy)")
     ap.add_argument("--cancel-after", type=int, default=None, metavar="N",
@@ -124,13 +126,14 @@ def main() -> None:
     ap.add_argument("--out", default="fullsize.json", help="results (JSON), one row per run")
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(one(*args.one, args.iterations, args.stop, args.max_memory, args.save, args.cancel_after)))
+        print(json.dumps(one(*args.one, args.iterations, args.stop, args.max_memory, args.save, args.cancel_after,
+                             args.section)))
         return
     rows = []
     work = Path(args.out).with_suffix("")
     work.mkdir(parents=True, exist_ok=True)
     for size in [int(s) for s in args.sizes.split(",")]:
-        clean, _ = image(size)
+        clean, _ = image(size, args.section)
         outputs = {}
         for tile in [int(t) for t in args.tiles.split(",")]:
             save = work / f"out_{size}_{tile}.npy"
@@ -140,7 +143,7 @@ def main() -> None:
                 outputs[tile] = np.load(save)
                 continue
             cmd = [sys.executable, __file__, "--one", str(size), str(tile), "--stop", args.stop,
-                   "--save", str(save)]
+                   "--section", str(args.section), "--save", str(save)]
             cmd += ["--iterations", str(args.iterations)] if args.iterations else []
             cmd += ["--max-memory", args.max_memory] if args.max_memory else []
             done = subprocess.run(cmd, capture_output=True, text=True)

@@ -101,3 +101,92 @@ def test_cli_tiles_a_slice_and_says_what_runs(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "memory budget is 1.00 MB; raise --max-memory" in err[0]
     assert not (tmp_path / "o2.tif").exists()
+
+
+def _identity_fit(problem, settings, rule, *, device, cancel=None):
+    """A 'fit' that returns what the operator's inverse would: the observation, repeated by the
+    super-resolution factor (nearest neighbour). Tiles of it must blend back to the input."""
+    from napari_dip.core.fit import FitResult
+    obs = problem.observed.numpy()
+    f = getattr(problem.operator, "scale", 1)  # the super-resolution factor
+    out = obs.repeat(f, -2).repeat(f, -1) if f > 1 else obs
+    n = len(obs)
+    yield from ()
+    return FitResult(out.copy(), [1] * n, 1, 0.0, 0, np.zeros((1, n), np.float32), fitted_iterations=[1] * n)
+
+
+class _Shift:
+    """A user operator acting locally: the image shifted by one pixel (reflected at the edge)."""
+
+    halo = 1
+
+    def __call__(self, x):
+        return torch.cat([x[..., :1, :], x[..., :-1, :]], dim=-2)
+
+
+def test_an_identity_fit_through_tiles_reproduces_the_input_for_every_task(monkeypatch):
+    monkeypatch.setattr(api, "fit", _identity_fit)
+    _, noisy = _smooth(96, 80)
+    delta = np.zeros((7, 7), np.float32)
+    delta[3, 3] = 1
+    mask = np.ones((96, 80), bool)
+    mask[40:50, 30:40] = False
+    runs = {"denoise": api.denoise(noisy * 200, tile_size=64, return_report=True),
+            "inpaint": api.inpaint(noisy, mask, tile_size=64, return_report=True),
+            "deconvolve": api.deconvolve(noisy, delta, tile_size=64, return_report=True),
+            "restore": api.restore(noisy, _Shift(), tile_size=64, return_report=True)}
+    for task, (out, report) in runs.items():
+        want = noisy * 200 if task == "denoise" else noisy
+        assert out.shape == want.shape and report["tiling"]["tiles"] == 4, task
+        np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5, err_msg=task)
+    small = noisy[::2, ::2]
+    up, report = api.super_resolve(small, 2, tile_size=64, return_report=True)
+    assert report["tiling"]["tiles"] == 4
+    np.testing.assert_allclose(up, small.repeat(2, 0).repeat(2, 1), atol=1e-5)
+    assert runs["deconvolve"][1]["tiling"]["margin"] >= 3  # the PSF's radius
+
+
+def test_deconvolution_tiles_overlap_more_than_twice_the_psf_radius_and_fit_like_the_whole():
+    from napari_dip.core.operators import Convolve, gaussian_psf
+    clean, _ = _smooth(96, 64)
+    psf = gaussian_psf(1.5).numpy()
+    blurred = Convolve(psf)(torch.from_numpy(clean)[None, None])[0, 0].numpy()
+    kw = dict(iterations=30, stop="fixed", return_report=True)
+    # one tile per fit: in batches of two, 30 iterations of these tiles see loss-jump restarts
+    # whose repeated outputs leave one tile behind (the fit's matter, not the tiling's)
+    tiled, report = api.deconvolve(blurred, psf, tile_size=64, ground_truth=clean, batch_size=1, **kw)
+    whole, whole_report = api.deconvolve(blurred, psf, ground_truth=clean, **kw)
+    radius = psf.shape[0] // 2
+    assert report["tiling"]["overlap_min"] >= 2 * radius + 2 and report["tiling"]["margin"] >= radius
+    assert "tiling" not in whole_report and tiled.shape == blurred.shape
+    reblur = Convolve(psf)(torch.from_numpy(tiled)[None, None])[0, 0].numpy()
+    whole_reblur = Convolve(psf)(torch.from_numpy(whole)[None, None])[0, 0].numpy()
+    # the tiled image explains the observation about as well as the whole-image fit does
+    assert _psnr(reblur, blurred) > _psnr(whole_reblur, blurred) - 1.5
+    assert report["slices"][0]["psnr"] > whole_report["slices"][0]["psnr"] - 1.5
+
+
+def test_an_operator_that_cannot_be_tiled_is_refused_in_one_line_before_any_compute():
+    _, noisy = _smooth(96, 80)
+    with pytest.raises(ValueError, match=r"restoration with this operator cannot be fitted in tiles \(tile_size "
+                                         r"asks for tiles\): give the operator an integer `halo`"):
+        api.restore(noisy, lambda x: x, tile_size=64)
+    with pytest.raises(ValueError, match=r"tiles of 64x64 are too small for an operator reaching 40 pixels"):
+        api.deconvolve(noisy, np.ones((81, 81)), tile_size=64)
+
+
+def test_cli_deconvolve_tiles_keep_shape_and_spacing(tmp_path):
+    import tifffile
+
+    from napari_dip.cli import main
+    _, noisy = _smooth(96, 80)
+    src = tmp_path / "in.tif"
+    tifffile.imwrite(src, (noisy * 255).astype(np.uint8), resolution=(2.0, 2.0))
+    outs = []
+    for name, extra in (("whole.tif", []), ("tiled.tif", ["--tile-size", "64"])):
+        out = tmp_path / name
+        assert main(["deconvolve", str(src), "-o", str(out), "--psf-sigma", "1", "--iterations", "2",
+                     "--stop", "fixed", "--quiet", *extra]) == 0
+        with tifffile.TiffFile(out) as tif:
+            outs.append((tif.asarray().shape, tif.pages[0].tags["XResolution"].value))
+    assert outs[0] == outs[1] == ((96, 80), outs[0][1]) and outs[0][1][0] / outs[0][1][1] == pytest.approx(2.0)

@@ -23,7 +23,7 @@ from .core.nets.factory import copy_problem
 from .core.stopping import DataFitStop, smoothed_loss
 from .core.losses import make_loss
 from .core.task import TaskConfig, build_problem, check_inputs, make_config, make_operator
-from .tiled import tile_slices
+from .tiled import operator_halo, tile_slices
 
 __all__ = ["denoise", "super_resolve", "inpaint", "deconvolve", "restore", "run", "make_config", "Options",
            "SliceProgress", "SliceDone"]
@@ -170,19 +170,22 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
         raise ValueError(f"slice indices {bad} are out of range 0..{layout.n_slices - 1}")
     dev = resolve_device(device)
     msk = per_slice.get("mask")
-    tiles = memory = None
+    tile_size = config.extra.get("tile_size") if tile_size is None else tile_size
+    max_memory = config.extra.get("max_memory") if max_memory is None else max_memory
     if spec.crop:  # the observation as it is; the network's output cropped to the image
         ph, pw = h, w
         fitted = config.network.padded_size(*size)
-        _check_operator(config, shared, layout.channels, size, (h, w))
+        operator = _check_operator(config, shared, layout.channels, size, (h, w))
+        halo, planned = operator_halo(operator, size, (h, w)), fitted
     else:  # the observation padded by reflection to what the network's size maps to
         ph, pw = padded_size(config.network, h, w, factor)
-        tile_size = config.extra.get("tile_size") if tile_size is None else tile_size
-        max_memory = config.extra.get("max_memory") if max_memory is None else max_memory
-        tiles, memory = tile_slices(config, src=src, gt=gt, mask=msk, intensity=intensity, spatial=(h, w),
-                                    padded=(ph, pw), device=dev, tile_size=tile_size, max_memory=max_memory,
-                                    n_slices=len(todo))
-        fitted = (ph * factor, pw * factor) if tiles is None else tiles.grid_hr.tile
+        fitted = planned = (ph * factor, pw * factor)
+        halo = 0
+    tiles, memory = tile_slices(config, src=src, gt=gt, mask=msk, intensity=intensity, spatial=(h, w),
+                                padded=(planned[0] // factor, planned[1] // factor), device=dev,
+                                tile_size=tile_size, max_memory=max_memory, halo=halo)
+    if tiles is not None:
+        fitted = tiles.grid_hr.tile
     if tiles is not None:
         # Tiles are fitted cold: a tile started from its neighbour's weights (other content)
         # fell far short of a cold fit in the same iterations (docs/speed.md, "Full size").
@@ -232,9 +235,9 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
         fidelity_now = (config.noise.loss_for([m for m, _ in models], intensity.offset, intensity.scale)
                         if models else _loss_rows(fidelity, members, layout.n_slices))
         problem = build_problem(config, obs_t, seeds=[config.seed] * n, inputs=batch_inputs,
-                                ground_truth=gt_t, size=size, loss=fidelity_now)
-        if tiles is not None:
-            problem.code = tiles.codes(group)
+                                ground_truth=gt_t, size=size if tiles is None else fitted, loss=fidelity_now)
+        if tiles is not None:  # each tile its piece of one code: no longer one code for the batch
+            problem.code, problem.shared_code = tiles.codes(group), False
         warm = previous is not None
         if warm:
             copy_problem(previous[0], previous[1] - 1, previous[1], problem.network)
@@ -311,9 +314,9 @@ def _restored_size(spec, shape, observed: tuple[int, int], factor: int) -> tuple
 
 
 def _check_operator(config: TaskConfig, shared: dict, channels: int, size: tuple[int, int],
-                    observed: tuple[int, int]) -> None:
+                    observed: tuple[int, int]):
     """Apply a cropping task's operator to a blank image once: it must give the observation's
-    shape (a clear error before any fitting otherwise)."""
+    shape (a clear error before any fitting otherwise). Returns the operator."""
     torch = _torch()
     op = make_operator(config, **shared)
     want = (1, channels, *observed)
@@ -326,6 +329,7 @@ def _check_operator(config: TaskConfig, shared: dict, channels: int, size: tuple
         got_shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
         raise ValueError(f"the operator maps a (1, {channels}, {size[0]}, {size[1]}) image to {got_shape}, "
                          f"but the observation is {want}; pass shape= the image size it takes")
+    return op
 
 
 def _groups(todo: list[int], size: int, warm_start: bool):
@@ -631,7 +635,7 @@ loss : str or loss object, optional
     loss protocol (default: 'mse', for Gaussian noise).
 tile_size : int, optional
     Fit every slice as overlapping tiles of this side (output pixels), blended back with a
-    cosine window.
+    cosine window (for deconvolution overlapping by more than twice the PSF's radius).
 max_memory : int or str, optional
     A memory budget in bytes or as '4GB' (default: a safe share of the free RAM or GPU
     memory); slices too large for it are fitted as tiles.
@@ -775,7 +779,8 @@ def inpaint(image, mask=None, *, preset=None, iterations=None, lr=None, stop="au
 def deconvolve(image, psf=None, *, psf_sigma=None, boundary="reflect", preset=None, iterations=None, lr=None,
                stop="auto", ground_truth=None, seed=0, device="auto", channel_axis=None, precision=None,
                architecture=None, network=None, stopping=None, code=None, batch_size=None,
-               warm_start=None, parallel=None, loss=None, return_report=False, callback=None, cancel=None):
+               warm_start=None, parallel=None, loss=None, tile_size=None, max_memory=None, return_report=False,
+               callback=None, cancel=None):
     """Deblur an image blurred by a known point spread function, with Deep Image Prior.
 
     The network's image x is fitted so that ``psf * x`` matches the image (A = convolution
@@ -825,7 +830,7 @@ def deconvolve(image, psf=None, *, psf_sigma=None, boundary="reflect", preset=No
 def restore(observed, operator, *, shape=None, preset=None, iterations=None, lr=None, stop="auto",
             ground_truth=None, seed=0, device="auto", channel_axis=None, precision=None, architecture=None,
             network=None, stopping=None, code=None, batch_size=None, warm_start=None, parallel=None,
-            loss=None, return_report=False, callback=None, cancel=None):
+            loss=None, tile_size=None, max_memory=None, return_report=False, callback=None, cancel=None):
     """Restore an image from observations of it through your own forward operator.
 
     Deep Image Prior with A = ``operator``: the network's image x is fitted so that
@@ -840,7 +845,9 @@ def restore(observed, operator, *, shape=None, preset=None, iterations=None, lr=
     operator : torch.nn.Module or callable
         Maps a batch of images, a float32 tensor (N, C, H, W) in [0, 1] units, to their
         observations (N, C, h, w); differentiable, acting on each image alone. It is checked
-        once on a blank image before fitting.
+        once on a blank image before fitting. Large images are fitted in tiles only when it
+        keeps the image's size and says how far (pixels) it reaches with an integer ``halo``
+        attribute.
     shape : (int, int), optional
         The image's (H, W) when it differs from the observation's (h, w).
     ground_truth : ndarray, optional

@@ -148,13 +148,27 @@ def _iid_code(kind: str, channels: int, y: int, x: int, h: int, w: int, seed: in
     return whole[:, y0:y0 + h, x0:x0 + w].contiguous()
 
 
+def operator_halo(operator, size: tuple[int, int], observed: tuple[int, int]) -> int | None:
+    """How far (pixels) a cropping task's operator reaches, or None when it cannot be tiled:
+    its observation is not the image's size, or it does not declare a ``halo`` (an operator
+    acting on pixels far apart, e.g. in Fourier space, gives no tile what it needs)."""
+    halo = getattr(operator, "halo", None)
+    if tuple(size) != tuple(observed) or halo is None:
+        return None
+    return int(halo)
+
+
 def tile_slices(config, *, src: np.ndarray, gt, mask, intensity: Intensity, spatial: tuple[int, int],
-                padded: tuple[int, int], device, tile_size=None, max_memory=None, n_slices: int = 1,
+                padded: tuple[int, int], device, tile_size=None, max_memory=None, halo: int | None = 0,
                 ) -> tuple[TiledSlices | None, Plan | None]:
     """The tiles of a run's slices (None: the slices fit whole) and the memory plan (None when
     the slices fit whole and no ``max_memory`` was given: batch sizes are then
     :func:`napari_dip.api.auto_batch_size`'s). Slices are tiled when one of them does not fit
     ``max_memory`` (default: :func:`~napari_dip.core.memory.default_budget`) or ``tile_size`` asks.
+
+    ``halo``: how far the operator reaches (observed pixels, e.g. a PSF's radius): tiles then
+    overlap by more than twice it and drop it at their inner edges, where the tile lacks its
+    neighbours' pixels; None: the operator cannot be tiled (refused when tiles are needed).
     """
     f = config.factor
     ph, pw = padded
@@ -164,10 +178,18 @@ def tile_slices(config, *, src: np.ndarray, gt, mask, intensity: Intensity, spat
     if p.tile is None:
         return None, p if max_memory is not None else None
     th, tw = p.tile
+    if halo is None:
+        why = "tile_size asks for tiles" if tile_size else "a slice does not fit the memory budget whole"
+        raise ValueError(f"{config.spec.title} with this operator cannot be fitted in tiles ({why}): give the "
+                         "operator an integer `halo` attribute (how many pixels it reaches) if it acts locally, "
+                         "or raise max_memory")
+    if 2 * halo + 2 >= min(th, tw) // f:
+        raise ValueError(f"tiles of {th}x{tw} are too small for an operator reaching {halo} pixels (the PSF "
+                         f"radius): choose a tile size above {2 * (2 * halo + 2) * f} or raise max_memory")
     d = th // config.network.code_shape(th, tw)[1]
     align = d // math.gcd(d, f)  # low-res starts whose high-res starts are whole code pixels
     h, w = spatial
     covered = (-(-h // align) * align, -(-w // align) * align)
-    grid = TileGrid.make(covered, (th // f, tw // f), overlap_for(min(th, tw)) // f, align=align)
+    grid = TileGrid.make(covered, (th // f, tw // f), overlap_for(min(th, tw)) // f, align=align, halo=halo)
     tiled = TiledSlices(config, p, grid, grid.scaled(f), intensity, src, gt, mask, (h * f, w * f), d)
     return tiled, p

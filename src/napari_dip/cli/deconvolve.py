@@ -9,6 +9,7 @@ import numpy as np
 
 from ..io import read_image
 from .common import add_dip_options, add_io_arguments, add_shared_options, add_volume_options
+from .tiling import add_tiling_options
 
 
 def register(sub) -> None:
@@ -25,8 +26,8 @@ def register(sub) -> None:
     add_shared_options(p)
     add_dip_options(p)
     add_volume_options(p)
-    # Deconvolution fits each slice whole (its operator crops the network's output): no tiling.
-    p.set_defaults(func=run_deconvolve, task="deconvolve", max_memory=None, tile_size=None)
+    add_tiling_options(p)  # tiles overlap by more than twice the PSF's radius
+    p.set_defaults(func=run_deconvolve, task="deconvolve")
 
 
 def read_psf(path: str) -> np.ndarray:

@@ -237,6 +237,13 @@ class Convolve(PerProblem):
         top, left = kh - 1 - kh // 2, kw - 1 - kw // 2
         return left, kw - 1 - left, top, kh - 1 - top
 
+    @property
+    def halo(self) -> int:
+        """How far (pixels) an observed pixel depends on the image: the PSF's radius. Tiles of
+        a large image overlap by more than this (:mod:`napari_dip.tiled`)."""
+        kh, kw = self.psf.shape[-2:]
+        return int(max(kh, kw) // 2)
+
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         kh, kw = self.psf.shape[-2:]
         if self.boundary != "zero" and (kh // 2 >= height or kw // 2 >= width):
