@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import statistics
 import sys
 import time
@@ -368,19 +369,22 @@ def _model_text(model) -> str:
     return f"{model.kind} a {model.a:.3g}, b {model.b:.3g} (8-bit units)"
 
 
-def realnoise_dip(pairs: list[Pair], mode: str, config, crop_text: str, models=None, every: int = 10) -> list[dict]:
+def realnoise_dip(pairs: list[Pair], mode: str, config, crop_text: str, models=None, every: int = 10,
+                  trace: dict | None = None) -> list[dict]:
     """DIP on the pairs in one batch: ``gaussian`` (MSE on the image scaled by 1/255, today's
     default), ``vst`` (MSE on the generalised-Anscombe transform with the estimated model,
     back by the exact unbiased inverse), or a noise-model loss on the image scaled by 1/255
     with the estimated model (``vst-mse``, ``gaussian-nll``: napari_dip.core.noise_losses). Oracle: the best affine PSNR over outputs taken
     every ``every`` iterations; auto: what the automatic rule returns. ``models``: the noise
     models (8-bit units; default: estimated from ``pairs``), e.g. estimated on the full images
-    when the pairs are crops."""
+    when the pairs are crops. ``trace``: filled with the per-iteration losses and the affine
+    PSNR / SSIM of every ``every``-th output, per pair, for replaying stopping rules."""
     import torch
     from napari_dip.core.fit import fit
     from evaluation import EvaluationStop  # benchmarks/, beside this script
     from napari_dip.core.task import build_problem
     from napari_dip.core.noise_domain import IntensityDomain, VstDomain
+    from napari_dip.core.noise_stop import DiscrepancyStop, noise_levels
     models = models or [estimate_model(p) for p in pairs]
     domains = [VstDomain.of(p.noisy, m) if mode == "vst" else IntensityDomain(0.0, 255.0, m.rescaled(0.0, 255.0))
                for p, m in zip(pairs, models)]
@@ -393,8 +397,12 @@ def realnoise_dip(pairs: list[Pair], mode: str, config, crop_text: str, models=N
         extra["loss"] = noise_loss(mode, [d.model for d in domains])
     problem = build_problem(cfg, observed, seeds=[cfg.seed] * len(pairs), ground_truth=truth, **extra)
     rule = EvaluationStop(len(pairs), [cfg.stopping])
-    gen = fit(problem, cfg.fit, rule, device=torch.device("cpu"))
+    levels = ([d.sigma ** 2 for d in domains] if mode == "vst" else
+              noise_levels(observed, [d.model for d in domains]).tolist())
+    residuals = _Residuals(rule, observed, DiscrepancyStop(observed, levels))
+    gen = fit(problem, cfg.fit, residuals, device=torch.device("cpu"))
     best = [(-np.inf, 0.0, 0) for _ in pairs]
+    scored: list = []
     start = time.perf_counter()
     while True:
         try:
@@ -403,13 +411,23 @@ def realnoise_dip(pairs: list[Pair], mode: str, config, crop_text: str, models=N
             result = stop.value
             break
         if event.preview is not None:
+            scored.append((event.iteration, []))
             for g, (d, p) in enumerate(zip(domains, pairs)):
                 s = affine_score(d.back(event.preview[g, 0]), p.clean)
+                scored[-1][1].append(s)
                 if s[0] > best[g][0]:
                     best[g] = (*s, event.iteration)
     seconds = time.perf_counter() - start
+    if trace is not None:
+        trace.update(mode=mode, images=[p.name for p in pairs], models=[m.as_dict() for m in models],
+                     fit_models=[d.model.as_dict() if getattr(d, "model", None) else None for d in domains],
+                     vst_sigma=[getattr(d, "sigma", None) for d in domains],
+                     loss=result.loss_curve.T.tolist(), residual=np.array(residuals.mse).T.tolist(), every=every, iterations=[it for it, _ in scored],
+                     psnr=[[s[g][0] for _, s in scored] for g in range(len(pairs))],
+                     ssim=[[s[g][1] for _, s in scored] for g in range(len(pairs))])
     auto = rule.autos[0]
     out, detected = auto.result()
+    disc_out, disc_it = residuals.discrepancy.result()
     rows = []
     label = DIP_LABELS[mode]
     for g, (d, p, m) in enumerate(zip(domains, pairs, models)):
@@ -425,7 +443,31 @@ def realnoise_dip(pairs: list[Pair], mode: str, config, crop_text: str, models=N
         rows.append({**base, "method": f"{label} auto", "iterations": end, "stop_iteration": detected[g],
                      "psnr": ap, "ssim": aq, "seconds": seconds / len(pairs) * end / result.iterations,
                      "settings": settings + f", {_stop_text(cfg.stopping)}"})
+        dp, dq = affine_score(d.back(disc_out[g, 0].numpy()), p.clean)
+        rows.append({**base, "method": f"{label} discrepancy", "iterations": disc_it[g], "stop_iteration": disc_it[g],
+                     "psnr": dp, "ssim": dq, "seconds": seconds / len(pairs) * disc_it[g] / result.iterations,
+                     "settings": settings + f", discrepancy stop: residual (span {residuals.discrepancy.span}) at "
+                                            f"{levels[g]:.4g} (the model's mean variance, fit units)"})
     return rows
+
+
+class _Residuals:
+    """The harness's rule plus the discrepancy stop (which never ends the fit here), recording
+    the squared residual of the raw output to the observed image (fit units) per iteration."""
+
+    needs_ground_truth = True
+
+    def __init__(self, rule, observed, discrepancy):
+        self.rule, self.observed, self.discrepancy, self.mse = rule, observed, discrepancy, []
+
+    def observe(self, iteration, output, candidate, psnr, loss=None):
+        y = self.observed.to(output)
+        self.mse.append(((output.detach()[..., : y.shape[-2], : y.shape[-1]] - y) ** 2).flatten(1).mean(1).tolist())
+        self.discrepancy.observe(iteration, output, candidate, psnr, loss)
+        return self.rule.observe(iteration, output, candidate, psnr, loss)
+
+    def result(self):
+        return self.rule.result()
 
 
 def isbi_panel(data: Path, out: Path, crop: int, config, section: int = 15) -> dict:
@@ -538,8 +580,11 @@ def main(argv: list[str] | None = None) -> int:
                              precision=args.precision)
         models = [estimate_model(p) for p in fluo_pairs(args.data)]  # the full images'
         for mode in [m for m in args.realnoise_rows if m != "classical"]:
+            trace: dict = {}
             rows += realnoise_dip(fluo_pairs(args.data, crop), mode, config,
-                                  f"{crop}x{crop} centre" if crop else "512x512", models)
+                                  f"{crop}x{crop} centre" if crop else "512x512", models, trace=trace)
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / f"trace_{mode}.json").write_text(json.dumps(trace))
     if "isbi-panel" in want:
         config = make_config("denoise", preset=args.preset, iterations=args.iterations, seed=args.seed,
                              precision=args.precision)

@@ -45,6 +45,29 @@ def test_gaussian_noise_has_no_signal_dependent_part():
     assert forced.a * 100 < 0.05 * forced.b  # a x stays under 5% of b at mid grey
 
 
+@pytest.mark.parametrize("size", [64, 128, 256])
+def test_clipped_gaussian_noise_is_called_gaussian(size):
+    """The quality harness's synthetic noise (Gaussian 25/255, clipped to [0, 1]) on a real
+    confocal average with a dark background: clipping lowers the variance near 0, a mild slope
+    that must not read as shot noise (it did, on all three sizes, before the twofold rule)."""
+    import imageio.v3 as iio
+
+    from conftest import SHARED
+
+    path = SHARED / "fluo" / "fmd" / "gt_Confocal_FISH_3.png"
+    if not path.exists():
+        pytest.fail(f"{path} is missing: the real-data tests need ../shared/data next to the project")
+    im = iio.imread(path).astype(np.float64) / 255
+    top = (im.shape[0] - size) // 2
+    x = im[top:top + size, top:top + size]
+    z = np.clip(x + np.random.default_rng(0).normal(0, 25 / 255, x.shape), 0, 1)
+    est = estimate_noise(z)
+    assert est.model.kind == "gaussian" and est.model.b == pytest.approx((25 / 255) ** 2, rel=0.25)
+    forced = estimate_noise(z, "poisson-gaussian")
+    assert forced.model.a > 0  # the slope a forced fit sees: under twice the variance across the levels
+    assert forced.model.a * forced.means.max() + forced.model.b < 2 * (forced.model.a * forced.means.min() + forced.model.b)
+
+
 def test_poisson_noise_has_no_constant_part():
     x = clean_image()
     z = poisson_gaussian(x, 2.0, 0.0, seed=3)

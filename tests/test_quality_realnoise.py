@@ -34,7 +34,8 @@ def test_dip_rows_score_oracle_and_auto_for_each_mode():
     models = [quality.estimate_model(p) for p in quality.fluo_pairs(DATA)[:2]]
     for mode in ("vst", "vst-mse"):
         rows = quality.realnoise_dip(pairs, mode, config, "32x32", models)
-        assert [r["method"].rsplit(" ", 1)[1] for r in rows] == ["oracle", "auto"] * 2
-        oracle, auto = rows[0], rows[1]
+        assert [r["method"].rsplit(" ", 1)[1] for r in rows] == ["oracle", "auto", "discrepancy"] * 2
+        oracle, auto, discrepancy = rows[0], rows[1], rows[2]
+        assert 1 <= discrepancy["iterations"] <= 20 and "discrepancy stop" in discrepancy["settings"]
         assert oracle["psnr"] > quality.affine_score(pairs[0].noisy, pairs[0].clean)[0]
         assert 1 <= auto["iterations"] <= 20 and "poisson-gaussian" in auto["settings"]

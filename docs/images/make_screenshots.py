@@ -2,7 +2,7 @@
 
 Run from the project root on a machine with a display, or headless with
 ``xvfb-run -a python docs/images/make_screenshots.py [name ...]`` (names: denoise, superres,
-inpaint, decoder; default all). Prints the settings, seconds and PSNR of every run. ``denoise``
+inpaint, decoder, noise; default all but noise, which needs ``../shared/data``). Prints the settings, seconds and PSNR of every run. ``denoise``
 also saves ``denoise_running.png``, taken while the job runs.
 """
 from __future__ import annotations
@@ -128,6 +128,19 @@ def decoder(viewer):
     run(w, preset="fast", channels=48, blocks=6, scale=16, code="blurred", ensemble=2, patch_rows=2,
         patch_cols=2, add_spread=False, add_patches=True, iterations=300, preview_every=10)
     shoot(viewer, "decoder", grid=False)  # the mean, the patch grid on top, the stability in the dock
+
+
+def noise(viewer):
+    """A W2S widefield frame (real shot and read noise, 192 x 192 centre crop) denoised with
+    ``noise="auto"``: the noise model's plot beside the loss curve, the estimate in the readout."""
+    data = Path(__file__).resolve().parents[3] / "shared" / "data" / "fluo" / "w2s"
+    frame = iio.imread(data / "input_avg1_077_2.tif")[160:352, 160:352]
+    viewer.add_image(frame, name="W2S frame")
+    w = open_widget(viewer, "Denoise")
+    w.reset_choices()
+    w["image"].value = viewer.layers["W2S frame"]
+    run(w, preset="fast", noise="auto", stopping="auto", iterations=400, preview_every=10)
+    shoot(viewer, "denoise_noise_model")
 
 
 def main(names: list[str]) -> None:

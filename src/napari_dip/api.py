@@ -241,7 +241,11 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
         warm = previous is not None
         if warm:
             copy_problem(previous[0], previous[1] - 1, previous[1], problem.network)
-        rule = DataFitStop(n, target) if warm and config.stop != "oracle" else config.stop_rule(n)
+        rule = DataFitStop(n, target) if warm and config.stop != "oracle" else None
+        if rule is None and models and config.stop == "auto":  # a known noise model: its discrepancy stop
+            rule = config.noise.stop_rule([m for m, _ in models], obs_t, intensity.offset, intensity.scale)
+        if rule is None:
+            rule = config.stop_rule(n)
         settings = settings_for(n)
         if warm and not settings.lr_ramp:
             settings = replace(settings, lr_ramp=WARM_LR_RAMP)
@@ -273,7 +277,7 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
             record = _slice_record(index, g, result, restored, obs[g], truth, config)
             record.update(batch=n, warm_start=warm, precision=settings.precision, lr_ramp=settings.lr_ramp)
             if models:
-                record.update(config.noise.record(*models[g]))
+                record.update(config.noise.record(*models[g]), stop_rule=getattr(rule, "name", config.stop))
             if result.cancelled:
                 cancelled = True
                 record["partial"] = True

@@ -10,6 +10,8 @@ exact unbiased inverse (:mod:`napari_dip.core.noise_vst`). The model is estimate
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from .arrays import as_slices, check_image, from_slices, layout_of
@@ -65,12 +67,16 @@ def denoise_slice(image: np.ndarray, method: str, model: NoiseModel) -> np.ndarr
 
 def denoise_baseline(image, method: str = "vst-bm3d", *, noise: str = "auto",
                      noise_params: tuple[float, float] | None = None,
-                     channel_axis: int | None = None) -> tuple[np.ndarray, dict]:
+                     channel_axis: int | None = None, on_slice=None,
+                     cancel=None) -> tuple[np.ndarray, dict]:
     """Denoise every 2D slice (and channel) of ``image``; (float32 output, report).
 
     ``noise``: a model name or ``auto`` (chosen per slice); ``noise_params``: ``(a, b)`` of
     ``var = a x + b`` in the image's units, used for every slice instead of an estimate.
-    The report gives each slice's model (kind, a, b).
+    The report gives each slice's model (kind, a, b) and the statistics it was fitted to.
+    ``on_slice(index, count, output, records)``: called after each slice with its (C, H, W)
+    output and its channels' records (the widget's progress); ``cancel()``: True ends the run
+    after the current slice (the report says ``partial``; slices not reached stay 0).
     """
     if method not in BASELINES:
         raise ValueError(f"unknown baseline {method!r}; choose one of {', '.join(BASELINES)}")
@@ -81,13 +87,27 @@ def denoise_baseline(image, method: str = "vst-bm3d", *, noise: str = "auto",
     layout = layout_of(image, channel_axis)
     given = None if noise_params is None else model_from_params(noise, *noise_params)
     src = as_slices(image, layout)
-    out = np.empty(src.shape, np.float32)
+    out = np.zeros(src.shape, np.float32)
     records = []
+    start = time.perf_counter()
+    cancelled = False
     for i in range(src.shape[0]):
+        if cancel is not None and cancel():
+            cancelled = True
+            break
         for c in range(src.shape[1]):
-            model = given or estimate_noise(src[i, c], noise).model
+            record = {"slice": i, "channel": c, "noise_source": "given" if given else "estimated"}
+            if given:
+                model = given
+            else:
+                estimate = estimate_noise(src[i, c], noise)
+                model = estimate.model
+                record["noise_levels"] = {"means": estimate.means.round(6).tolist(),
+                                          "variances": estimate.variances.round(6).tolist()}
             out[i, c] = denoise_slice(src[i, c], method, model)
-            records.append({"slice": i, "channel": c, "noise": model.as_dict(),
-                            "noise_source": "given" if given else "estimated"})
-    report = {"method": method, "noise": noise, "input_shape": list(image.shape), "slices": records}
+            records.append({**record, "noise": model.as_dict()})
+        if on_slice is not None:
+            on_slice(i, src.shape[0], out[i], records[-src.shape[1]:])
+    report = {"method": method, "noise": noise, "input_shape": list(image.shape), "slices": records,
+              "seconds": time.perf_counter() - start, "cancelled": cancelled, "partial": cancelled}
     return from_slices(out, layout), report

@@ -88,3 +88,89 @@ class CurvePlot(QWidget):
             p.drawText(x, 2, self.width() - x, 16, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop, text)
             x += p.fontMetrics().horizontalAdvance(text) + 12
         p.end()
+
+
+class NoisePlot(QWidget):
+    """The estimated noise model of a slice: the local (mean, variance) pairs it was fitted to
+    (dots) and the fitted curve ``variance = a * mean + b`` (a line), in the image's units."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setMinimumHeight(110)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.points: list[tuple[float, float]] = []
+        self.curve: list[tuple[float, float]] = []  # the fitted model at points along the mean axis
+        self.title = ""
+        self.setVisible(False)
+
+    def show_model(self, record: dict | None) -> None:
+        """Plot a report record's ``noise`` and ``noise_levels``; hide the plot without them."""
+        levels = (record or {}).get("noise_levels")
+        if not levels or not levels.get("means"):
+            self.points, self.curve, self.title = [], [], ""
+            self.setVisible(False)
+            return
+        m = record["noise"]
+        self.points = list(zip(map(float, levels["means"]), map(float, levels["variances"])))
+        lo, hi = min(x for x, _ in self.points), max(x for x, _ in self.points)
+        xs = [lo + (hi - lo) * k / 40 for k in range(41)]
+        self.curve = list(zip(xs, _model_variance(m, xs)))
+        self.title = f"noise: {m['kind']}, a {m['a']:.3g}, b {m['b']:.3g}"
+        self.setVisible(True)
+        self.update()
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        rect = self.rect().adjusted(4, 18, -4, -16)
+        p.fillRect(self.rect(), QColor("#262930"))
+        p.setPen(QPen(QColor("#5a626c")))
+        p.drawRect(rect)
+        if self.points:
+            xs = [x for x, _ in self.points + self.curve]
+            vs = [v for _, v in self.points + self.curve] + [0.0]
+            x0, x1 = min(xs), max(xs)
+            v0, v1 = min(vs), max(vs)
+            sx, sv = (x1 - x0) or 1.0, (v1 - v0) or 1.0
+
+            def at(x, v):
+                return QPointF(rect.left() + rect.width() * (x - x0) / sx,
+                               rect.bottom() - rect.height() * (v - v0) / sv)
+
+            path = QPainterPath()
+            for k, (x, v) in enumerate(self.curve):
+                path.moveTo(at(x, v)) if k == 0 else path.lineTo(at(x, v))
+            p.setPen(QPen(QColor(NOISE_COLOURS["curve"]), 1.5))
+            p.drawPath(path)
+            p.setPen(QPen(QColor(NOISE_COLOURS["points"]), 1))
+            p.setBrush(QColor(NOISE_COLOURS["points"]))
+            for x, v in self.points:
+                p.drawEllipse(at(x, v), 2.5, 2.5)
+            p.setPen(QPen(QColor("#a0a4a8")))
+            small = Qt.AlignmentFlag.AlignBottom
+            p.drawText(rect.left(), rect.bottom() + 1, rect.width(), 14, small | Qt.AlignmentFlag.AlignLeft,
+                       f"mean {x0:.3g}")
+            p.drawText(rect.left(), rect.bottom() + 1, rect.width(), 14, small | Qt.AlignmentFlag.AlignRight,
+                       f"{x1:.3g}")
+            p.drawText(rect.left() + 3, rect.top() + 2, rect.width(), 14, Qt.AlignmentFlag.AlignTop,
+                       f"variance {v0:.3g} to {v1:.3g}")
+        p.setPen(QPen(QColor("#d0d4d8")))
+        p.drawText(6, 2, self.width() - 6, 16, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop, self.title)
+        p.end()
+
+
+NOISE_COLOURS = {"points": "#40c0f0", "curve": "#f0a030"}
+
+
+def _model_variance(model: dict, xs: list[float]) -> list[float]:
+    """The variance a report's model gives at the means ``xs`` (Rician: of the magnitude)."""
+    if model["kind"] == "rician":
+        import numpy as np
+
+        from ..core.noise import rician_moments
+
+        sigma = math.sqrt(max(model["b"], 0.0))
+        nus = sigma * np.concatenate([[0], np.geomspace(1e-3, 60, 600)])
+        mean, var = rician_moments(nus, sigma)
+        return [float(v) for v in np.interp(xs, mean, var)]
+    return [model["a"] * x + model["b"] for x in xs]

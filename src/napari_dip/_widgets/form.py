@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
-from qtpy.QtWidgets import QLabel, QProgressBar, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
 from superqt import QCollapsible
 
 from .checks import check_input
@@ -108,10 +108,15 @@ class TaskForm(QWidget):
         self.summary = QLabel()  # the last job's summary (e.g. the Deep Decoder's stability)
         self.summary.setWordWrap(True)
         self.summary.setVisible(False)
+        plots = QWidget()  # the loss curve and, beside it, a task's own plots (e.g. the noise model)
+        row = QHBoxLayout(plots)
+        row.setContentsMargins(0, 0, 0, 0)
+        for w in (self.curve, *self.side_plots()):
+            row.addWidget(w)
         advanced = QCollapsible("Advanced")
         advanced.addWidget(self._advanced.native)
         layout = QVBoxLayout(self)
-        for w in (self._form.native, advanced, self._buttons.native, self.progress, self.summary, self.curve):
+        for w in (self._form.native, advanced, self._buttons.native, self.progress, self.summary, plots):
             layout.addWidget(w)
         layout.addStretch(1)
         self.advanced_section = advanced
@@ -146,6 +151,10 @@ class TaskForm(QWidget):
 
     # -- hooks for subclasses -----------------------------------------------------------
     def task_fields(self) -> list:
+        return []
+
+    def side_plots(self) -> list:
+        """Qt widgets shown beside the loss curve (made once, in ``__init__``)."""
         return []
 
     def network_fields(self) -> list:

@@ -21,6 +21,7 @@ import numpy as np
 from .noise import NOISE_CHOICES, NoiseModel, model_from_params, rician_signal
 from .noise_estimate import estimate_noise
 from .noise_losses import NOISE_LOSSES, noise_loss
+from .noise_stop import DiscrepancyStop, noise_levels
 
 NOISE_LOSS = "vst-mse"
 """The loss for signal-dependent noise: the real-noise benchmark's choice (docs/real-noise.md)."""
@@ -56,14 +57,19 @@ class NoiseSetup:
         m = model_from_params(self.noise, *self.params).rescaled(offset, scale)
         return replace(self, params=(m.a, m.b))
 
-    def model(self, slice_chw: np.ndarray) -> tuple[NoiseModel, str]:
-        """The model of one (C, H, W) slice in its units and where it came from."""
+    def model(self, slice_chw: np.ndarray) -> tuple[NoiseModel, dict]:
+        """The model of one (C, H, W) slice in its units, and what :meth:`record` reports
+        besides it: where it came from and, when estimated, the level-set statistics it was
+        fitted to (every channel's mean and variance pairs, for the widget's plot)."""
         if self.params is not None:
-            return model_from_params(self.noise, *self.params), "given"
-        models = [estimate_noise(channel, self.noise).model for channel in slice_chw]
-        kind = Counter(m.kind for m in models).most_common(1)[0][0]
-        a = 0.0 if kind in ("gaussian", "rician") else float(np.mean([m.a for m in models]))
-        return NoiseModel(kind, a, float(np.mean([m.b for m in models]))), "estimated"
+            return model_from_params(self.noise, *self.params), {"noise_source": "given"}
+        estimates = [estimate_noise(channel, self.noise) for channel in slice_chw]
+        kind = Counter(e.model.kind for e in estimates).most_common(1)[0][0]
+        a = 0.0 if kind in ("gaussian", "rician") else float(np.mean([e.model.a for e in estimates]))
+        levels = {"means": [round(float(x), 6) for e in estimates for x in e.means],
+                  "variances": [round(float(v), 6) for e in estimates for v in e.variances]}
+        return (NoiseModel(kind, a, float(np.mean([e.model.b for e in estimates]))),
+                {"noise_source": "estimated", "noise_levels": levels})
 
     def loss_for(self, models: list[NoiseModel], offset: float, scale: float):
         """The fit's loss for a batch of slices scaled by ``(z - offset) / scale`` (None: MSE)."""
@@ -72,6 +78,15 @@ class NoiseSetup:
             return None
         # One loss per batch: Gaussian slices among modelled ones take it with a = 0 (their MSE).
         return noise_loss(self.loss, [NoiseModel("poisson-gaussian", m.a, m.b) for m in unit])
+
+    def stop_rule(self, models: list[NoiseModel], observed, offset: float, scale: float):
+        """The automatic rule for a batch of slices scaled by ``(z - offset) / scale`` whose
+        models have a signal-dependent part: the discrepancy stop (:mod:`.noise_stop`) on the
+        fitted ``observed`` (G, C, H, W); None (the task's own rule) when all are Gaussian."""
+        unit = [m.rescaled(offset, scale) for m in models]
+        if all(m.kind in ("gaussian", "rician") for m in unit):
+            return None
+        return DiscrepancyStop(observed, noise_levels(observed, unit))
 
     @staticmethod
     def finish(restored: np.ndarray, model: NoiseModel, offset: float, scale: float) -> np.ndarray:
@@ -82,5 +97,6 @@ class NoiseSetup:
         return ((signal - offset) / scale).astype(np.float32)
 
     @staticmethod
-    def record(model: NoiseModel, source: str) -> dict:
-        return {"noise": model.as_dict(), "noise_source": source}
+    def record(model: NoiseModel, info: dict) -> dict:
+        """A slice's report entries: ``noise`` (kind, a, b) and :meth:`model`'s ``info``."""
+        return {"noise": model.as_dict(), **info}

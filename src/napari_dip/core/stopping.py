@@ -282,10 +282,11 @@ class DataFitStop:
 
     needs_ground_truth = False
 
-    def __init__(self, n_problems: int, target: float, span: int = 25):
-        if not target > 0:
-            raise ValueError(f"the data-fit target must be a positive loss, got {target}")
-        self.n, self.target, self.span = n_problems, float(target), span
+    def __init__(self, n_problems: int, target, span: int = 25):
+        target = torch.as_tensor(target, dtype=torch.float64)  # one loss, or one per problem
+        if not bool((target > 0).all()):
+            raise ValueError(f"the data-fit target must be a positive loss, got {target.tolist()}")
+        self.n, self.target, self.span = n_problems, target, span
         self._keep = _KeepBest(n_problems)
         self.smoothed: torch.Tensor | None = None
         self.done = torch.zeros(n_problems, dtype=torch.bool)
