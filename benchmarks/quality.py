@@ -513,6 +513,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="rows of the realnoise experiment: classical baselines and DIP variants (default: all)")
     parser.add_argument("--realnoise-crop", type=int, default=256,
                         help="centre crop of the DIP rows of realnoise (0: full 512x512; default 256)")
+    parser.add_argument("--realnoise-pairs", nargs="*", metavar="NAME",
+                        help="only these pairs in the DIP rows of realnoise (e.g. w2s-077_2 fmd-confocal-fish3; "
+                             "default: all four)")
     parser.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
     parser.add_argument("--out", type=Path, default=Path("quality-results"), help="folder for CSV and markdown")
     args = parser.parse_args(argv)
@@ -578,10 +581,11 @@ def main(argv: list[str] | None = None) -> int:
                                             fluo_pairs(args.data))
         config = make_config("denoise", preset=args.preset, iterations=args.iterations, seed=args.seed,
                              precision=args.precision)
-        models = [estimate_model(p) for p in fluo_pairs(args.data)]  # the full images'
+        keep = [p.name in (args.realnoise_pairs or [p.name]) for p in fluo_pairs(args.data)]
+        models = [estimate_model(p) for p, k in zip(fluo_pairs(args.data), keep) if k]  # the full images'
         for mode in [m for m in args.realnoise_rows if m != "classical"]:
             trace: dict = {}
-            rows += realnoise_dip(fluo_pairs(args.data, crop), mode, config,
+            rows += realnoise_dip([p for p, k in zip(fluo_pairs(args.data, crop), keep) if k], mode, config,
                                   f"{crop}x{crop} centre" if crop else "512x512", models, trace=trace)
             args.out.mkdir(parents=True, exist_ok=True)
             (args.out / f"trace_{mode}.json").write_text(json.dumps(trace))
@@ -654,6 +658,7 @@ def write_outputs(out: Path, rows: list[dict], seconds: float, args) -> None:
 
 def _argv_text(args) -> list[str]:
     real = (["--realnoise-crop", str(args.realnoise_crop), "--realnoise-rows", *args.realnoise_rows]
+            + (["--realnoise-pairs", *args.realnoise_pairs] if args.realnoise_pairs else [])
             if set(args.experiments) & {"realnoise", "isbi-panel"} else [])
     return ["--experiments", *args.experiments, "--crop", str(args.crop), "--slices", str(args.slices)] + (
         ["--iterations", str(args.iterations)] if args.iterations else []) + real

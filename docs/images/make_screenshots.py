@@ -131,15 +131,15 @@ def decoder(viewer):
 
 
 def noise(viewer):
-    """A W2S widefield frame (real shot and read noise, 192 x 192 centre crop) denoised with
+    """A W2S widefield frame (real shot and read noise, 128 x 128 centre crop) denoised with
     ``noise="auto"``: the noise model's plot beside the loss curve, the estimate in the readout."""
-    data = Path(__file__).resolve().parents[3] / "shared" / "data" / "fluo" / "w2s"
-    frame = iio.imread(data / "input_avg1_077_2.tif")[160:352, 160:352]
+    data = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "fluo" / "w2s"
+    frame = iio.imread(data / "input_avg1_077_2.tif")[192:320, 192:320]
     viewer.add_image(frame, name="W2S frame")
     w = open_widget(viewer, "Denoise")
     w.reset_choices()
     w["image"].value = viewer.layers["W2S frame"]
-    run(w, preset="fast", noise="auto", stopping="auto", iterations=400, preview_every=10)
+    run(w, preset="fast", noise="auto", stopping="auto", iterations=300, preview_every=10)
     shoot(viewer, "denoise_noise_model")
 
 

@@ -115,7 +115,9 @@ class NoisePlot(QWidget):
         lo, hi = min(x for x, _ in self.points), max(x for x, _ in self.points)
         xs = [lo + (hi - lo) * k / 40 for k in range(41)]
         self.curve = list(zip(xs, _model_variance(m, xs)))
-        self.title = f"noise: {m['kind']}, a {m['a']:.3g}, b {m['b']:.3g}"
+        sign = "-" if m["b"] < 0 else "+"
+        self.title = (f"var = {m['a']:.3g} mean {sign} {abs(m['b']):.3g}" if m["a"] > 0
+                      else f"var = {m['b']:.3g} ({m['kind']})")
         self.setVisible(True)
         self.update()
 
@@ -133,9 +135,11 @@ class NoisePlot(QWidget):
             v0, v1 = min(vs), max(vs)
             sx, sv = (x1 - x0) or 1.0, (v1 - v0) or 1.0
 
+            area = rect.adjusted(4, 4, -4, -4)  # dots at the extremes stay inside the frame
+
             def at(x, v):
-                return QPointF(rect.left() + rect.width() * (x - x0) / sx,
-                               rect.bottom() - rect.height() * (v - v0) / sv)
+                return QPointF(area.left() + area.width() * (x - x0) / sx,
+                               area.bottom() - area.height() * (v - v0) / sv)
 
             path = QPainterPath()
             for k, (x, v) in enumerate(self.curve):
@@ -152,8 +156,11 @@ class NoisePlot(QWidget):
                        f"mean {x0:.3g}")
             p.drawText(rect.left(), rect.bottom() + 1, rect.width(), 14, small | Qt.AlignmentFlag.AlignRight,
                        f"{x1:.3g}")
+            # The corners the rising curve leaves free: the variance axis's top (and its bottom).
             p.drawText(rect.left() + 3, rect.top() + 2, rect.width(), 14, Qt.AlignmentFlag.AlignTop,
-                       f"variance {v0:.3g} to {v1:.3g}")
+                       f"var {v1:.3g}")
+            p.drawText(rect.left(), rect.bottom() - 15, rect.width() - 3, 14,
+                       Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignBottom, f"var {v0:.3g}")
         p.setPen(QPen(QColor("#d0d4d8")))
         p.drawText(6, 2, self.width() - 6, 16, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop, self.title)
         p.end()

@@ -80,13 +80,15 @@ class DenoiseWidget(TaskForm):
         """Show the model of the first slice that has one (the report has every slice's)."""
         models = [s for s in (report or {}).get("slices", []) if "noise" in s]
         if not models:
-            text = "gaussian (squared error)" if report else ""
+            text = tip = "gaussian (squared error)" if report else ""
         else:
             m = models[0]["noise"]
-            more = f" (slice {models[0]['slice']}; {len(models)} slices in the report)" if len(models) > 1 else ""
-            text = f"{m['kind']}: a={m['a']:.4g}, b={m['b']:.4g} in the image's units{more}"
+            text = f"{m['kind']}: a={m['a']:.4g}, b={m['b']:.4g}"
+            more = f"; slice {models[0]['slice']} of {len(models)} in the report" if len(models) > 1 else ""
+            tip = f"{text}: variance = a * intensity + b in the image's units{more}"
         try:
             self["noise_model"].value = text
+            self["noise_model"].tooltip = tip
             self.noise_plot.show_model(models[0] if models else None)
         except RuntimeError:  # the dock was closed during the run; the model is in the metadata
             pass
