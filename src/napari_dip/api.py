@@ -92,7 +92,7 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
         device: str = "auto", slices: Sequence[int] | None = None, out: np.ndarray | None = None,
         cancel: Callable[[], bool] | None = None, batch_size: int | None = None,
         warm_start: bool | None = None, loss=None, tile_size: int | None = None, max_memory=None,
-        ) -> Generator[SliceProgress | SliceDone, None, tuple[np.ndarray, dict]]:
+        tile_store=None) -> Generator[SliceProgress | SliceDone, None, tuple[np.ndarray, dict]]:
     """Restore ``image`` slice by slice; yield progress and finished slices; return (output, report).
 
     ``image`` is the observation. ``inputs`` are the task's operator inputs as data (see
@@ -136,6 +136,10 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
     cosine window (:mod:`napari_dip.tiled`), each from fresh weights (no warm start); then ``position`` and ``count`` of the events count
     tiles, ``tiles`` names each problem's tile, and previews are left out (finished tiles are
     blended into the output as they come). ``report['tiling']`` says what ran.
+    ``tile_store`` (``get(slice, tile)`` -> (tile, record) or None, ``put(slice, tile, tile,
+    record)``; tiles in unit intensities) keeps finished tiles across runs: a batch of tiles
+    all kept is blended from it instead of fitted (batches are the same in every run with the
+    same settings, so a resumed slice is the one a run without a stop gives).
     """
     inputs = {**dict(config.inputs), **(inputs or {})}
     if mask is not None:
@@ -219,6 +223,11 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
     for first, group in _groups(units, batch, warm_start):
         n = len(group)
         members = [i for i, _ in group]  # the slice of each problem
+        kept = [tile_store.get(i, t) for i, t in group] if tiles is not None and tile_store is not None else []
+        if kept and all(k is not None for k in kept):  # fitted by an earlier run with the same settings
+            yield from _blend_tiles(tiles, group, kept, False, out_slices, tile_records, records, gt, intensity,
+                                    config, len(todo))
+            continue
         if tiles is None:
             obs = [intensity.to_unit(src[i]) for i in members]
             obs_t = torch.from_numpy(np.stack([pad_reflect(o, ph, pw) for o in obs]))
@@ -260,8 +269,12 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
         report.setdefault("parameters", result.parameters)
         if tiles is not None:
             cancelled = result.cancelled
-            yield from _blend_tiles(tiles, group, result, out_slices, tile_records, records, gt, intensity,
-                                    config, settings, warm, len(todo), models)
+            outputs = _tile_outputs(tiles, group, result, config, intensity, settings, warm, models)
+            if tile_store is not None and not cancelled:
+                for (index, t), (restored, record) in zip(group, outputs):
+                    tile_store.put(index, t, restored, record)
+            yield from _blend_tiles(tiles, group, outputs, cancelled, out_slices, tile_records, records, gt,
+                                    intensity, config, len(todo))
             elapsed = time.perf_counter() - start
             done_units = first + n
             log.info("tiling: %d/%d tile(s) done in %.0f s, about %.0f s left", done_units, len(units), elapsed,
@@ -393,26 +406,35 @@ def _relay(gen, batch: list[int], position: int, count: int, tiles: tuple[int, .
         yield SliceProgress(batch[0], position, count, event, tuple(batch), tiles or ())
 
 
-def _blend_tiles(tiles, group, result: FitResult, out_slices, tile_records: dict, records: list, gt,
-                 intensity: Intensity, config: TaskConfig, settings: FitSettings, warm: bool, count: int,
-                 models=None):
-    """Blend a fit's tiles into their slices; yield SliceDone for each slice whose tiles are all in
-    (after a cancelled fit, for its slices too: partial, their unfitted tiles left at 0).
-
-    A slice's record holds its tiles' records, the sum of their seconds, the most iterations
-    and the metrics of the blended slice."""
+def _tile_outputs(tiles, group, result: FitResult, config: TaskConfig, intensity: Intensity,
+                  settings: FitSettings, warm: bool, models=None) -> list[tuple[np.ndarray, dict]]:
+    """(restored tile in unit intensities, its record) of each problem of a fit of tiles."""
     th, tw = tiles.grid_hr.tile
-    finished = []
+    outputs = []
     for g, (index, t) in enumerate(group):
         restored = result.output[g, :, :th, :tw]
         if models:
             restored = config.noise.finish(restored, models[g][0], intensity.offset, intensity.scale)
         record = _slice_record(index, g, result, restored, tiles.observed(index, t), None, config)
         record.update(tile=t, batch=len(group), warm_start=warm, precision=settings.precision)
+        outputs.append((restored, record))
+    return outputs
+
+
+def _blend_tiles(tiles, group, outputs: list[tuple[np.ndarray, dict]], cancelled: bool, out_slices,
+                 tile_records: dict, records: list, gt, intensity: Intensity, config: TaskConfig, count: int):
+    """Blend tiles (:func:`_tile_outputs`, or kept from an earlier run) into their slices; yield
+    SliceDone for each slice whose tiles are all in (after a cancelled fit, for its slices too:
+    partial, their unfitted tiles left at 0).
+
+    A slice's record holds its tiles' records, the sum of their seconds, the most iterations
+    and the metrics of the blended slice."""
+    finished = []
+    for (index, t), (restored, record) in zip(group, outputs):
         tile_records.setdefault(index, []).append(record)
         if tiles.add(out_slices[index], index, t, restored):
             finished.append(index)
-    if result.cancelled:
+    if cancelled:
         finished += [i for i in dict.fromkeys(i for i, _ in group) if i not in finished]
     for index in finished:
         parts = tile_records.pop(index)
@@ -421,13 +443,13 @@ def _blend_tiles(tiles, group, result: FitResult, out_slices, tile_records: dict
                   "iterations": max(p["iterations"] for p in parts),
                   "fitted_iterations": int(sum(p["fitted_iterations"] for p in parts)),
                   "final_loss": float(np.mean(losses)) if losses else None,
-                  "precision": settings.precision}
+                  "precision": parts[-1]["precision"]}
         if gt is not None:
             truth = intensity.to_unit(gt[index])
             record["psnr_input"], record["ssim_input"] = _metrics(
                 _baseline(intensity.to_unit(tiles.src[index]), config), truth)
             record["psnr"], record["ssim"] = _metrics(np.clip(intensity.to_unit(out_slices[index]), 0, 1), truth)
-        if result.cancelled:
+        if cancelled:
             record["partial"] = True
         records.append(record)
         yield SliceDone(index, len(records) - 1, count, out_slices[index], record)

@@ -242,7 +242,8 @@ def resume(store, plan: Plan, wanted: list[int], name: str, on_event) -> tuple[l
 def restore(todo: list[list[int]], make_args: Callable[[int], tuple], store, report: dict, *, config,
             plan: Plan, device: str, channel_axis: int | None, client, retries: int, threads: int | None,
             put: Callable[[int, np.ndarray], np.ndarray], failed: dict, on_event, cancel) -> None:
-    """Fit the chunks ``todo`` here or on ``client``; store every finished slice as it comes."""
+    """Fit the chunks ``todo`` here or on ``client``; store every finished slice as it comes
+    (and here every finished tile of a slice fitted in tiles)."""
     from ..api import SliceDone
     count = sum(map(len, todo))
     finished: list[int] = []
@@ -262,7 +263,7 @@ def restore(todo: list[list[int]], make_args: Callable[[int], tuple], store, rep
     common = dict(config=config, device=device, channel_axis=channel_axis, batch_size=plan.batch_size,
                   warm_start=plan.warm_start, on_result=on_result)
     if client is None:
-        run_local(todo, make_args, on_event=on_event, cancel=cancel, total=count, **common)
+        run_local(todo, make_args, on_event=on_event, cancel=cancel, total=count, tiles_of=store.tiles_of, **common)
     else:
         run_on_cluster(client, todo, make_args, retries=retries, threads=threads, on_failure=on_failure, **common)
 

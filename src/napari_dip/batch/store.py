@@ -25,6 +25,7 @@ from ..io import move_into_place, open_zarr, write_json
 
 STORE = "store.npy"
 RECORD = "record.json"
+TILES = "tiles"  # finished tiles of slices not yet finished, one .npy each
 
 
 def settings_key(settings: dict, *arrays: np.ndarray | None) -> str:
@@ -109,7 +110,8 @@ class SliceStore:
         return record
 
     def _fresh(self) -> dict:
-        return {"key": self.key, "shape": list(self.shape), "done": {}, "checksums": {}, "complete": False}
+        return {"key": self.key, "shape": list(self.shape), "done": {}, "checksums": {}, "tiles": {},
+                "complete": False}
 
     @property
     def done(self) -> dict[int, dict]:
@@ -135,16 +137,17 @@ class SliceStore:
 
     def open(self) -> None:
         """Open the stored pixels, keeping the finished slices that verify; start afresh otherwise."""
-        if self.record["done"] and not self.complete:
+        if self._holds_work() and not self.complete:
             try:
                 self.array = self._reopen()
             except (OSError, ValueError, KeyError) as err:
                 self._redo_all(f"the stored pixels cannot be read ({_short(err)})")
             else:
                 self._verify()
-                if self.record["done"]:
+                if self._holds_work():
                     self._save()
                     return
+        shutil.rmtree(self.folder / TILES, ignore_errors=True)
         self._create()
         self.record = self._fresh()
         self._save()
@@ -193,6 +196,57 @@ class SliceStore:
             self.notices.append(f"{len(bad)} finished slice(s) did not verify and are fitted again "
                                 f"(slices {_span(sorted(bad))}: {'; '.join(reasons)})")
 
+    def _holds_work(self) -> bool:
+        return bool(self.record["done"] or self.record.get("tiles"))
+
+    def tiles_of(self, chunk: list[int]) -> "ChunkTiles":
+        """The finished tiles of the slices ``chunk`` (as :func:`napari_dip.api.run` numbers them)."""
+        return ChunkTiles(self, chunk)
+
+    def put_tile(self, flat: int, tile: int, value: np.ndarray, record: dict) -> None:
+        """Keep a finished tile of a slice: its pixels reach the disk (atomically, by a rename)
+        before it is listed with their checksum."""
+        folder = self.folder / TILES
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{int(flat)}_{int(tile)}.npy"
+        part = path.with_suffix(".part")
+        value = np.ascontiguousarray(value, dtype=np.float32)
+        with open(part, "wb") as fh:
+            np.save(fh, value)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(part, path)
+        self.record.setdefault("tiles", {})[f"{int(flat)}:{int(tile)}"] = {"checksum": checksum(value),
+                                                                            "record": record}
+        self._save()
+
+    def get_tile(self, flat: int, tile: int) -> tuple[np.ndarray, dict] | None:
+        """A kept tile (pixels, record) whose pixels verify, else None (and a note when it did not verify)."""
+        key = f"{int(flat)}:{int(tile)}"
+        entry = self.record.get("tiles", {}).get(key)
+        if entry is None:
+            return None
+        try:
+            value = np.load(self.folder / TILES / f"{int(flat)}_{int(tile)}.npy")
+        except (OSError, ValueError) as err:
+            reason = f"it cannot be read back ({_short(err)})"
+        else:
+            if checksum(value) == entry["checksum"]:
+                return value, entry["record"]
+            reason = "its stored pixels do not match their checksum"
+        del self.record["tiles"][key]
+        self.notices.append(f"tile {tile} of slice {flat} did not verify and is fitted again ({reason})")
+        self._save()
+        return None
+
+    def _drop_tiles(self, flat: int) -> list[Path]:
+        """Unlist the slice's tiles (it is stored whole); their files, to delete."""
+        tiles = self.record.get("tiles", {})
+        keys = [k for k in tiles if int(k.split(":")[0]) == int(flat)]
+        for key in keys:
+            del tiles[key]
+        return [self.folder / TILES / f"{key.replace(':', '_')}.npy" for key in keys]
+
     def forget(self, flats) -> None:
         """Take slices off the finished list (their chunk is fitted again as a whole)."""
         for flat in flats:
@@ -204,7 +258,10 @@ class SliceStore:
         self._flush()
         self.record["checksums"][str(int(flat))] = checksum(self.read(flat))
         self.record["done"][str(int(flat))] = record
+        stale = self._drop_tiles(flat)
         self._save()
+        for path in stale:  # after the record no longer lists them
+            path.unlink(missing_ok=True)
 
     def _flush(self) -> None:
         self.array.flush()
@@ -215,6 +272,7 @@ class SliceStore:
         self._save()
         self.array = None
         (self.folder / STORE).unlink(missing_ok=True)
+        shutil.rmtree(self.folder / TILES, ignore_errors=True)
 
     def output_intact(self, output: str | os.PathLike) -> bool:
         """Whether the finished output is still the file this store wrote."""
@@ -270,6 +328,20 @@ class ZarrStore(SliceStore):
         move_into_place(self.partial, output)
         self.record.update(complete=True, output=str(output), output_fingerprint=fingerprint(output))
         self._save()
+
+
+class ChunkTiles:
+    """A store's finished tiles for one :func:`napari_dip.api.run` over the slices ``chunk``
+    (the run numbers them 0, 1, ...): its ``tile_store``."""
+
+    def __init__(self, store: SliceStore, chunk: list[int]):
+        self.store, self.chunk = store, list(chunk)
+
+    def get(self, index: int, tile: int):
+        return self.store.get_tile(self.chunk[index], tile)
+
+    def put(self, index: int, tile: int, value: np.ndarray, record: dict) -> None:
+        self.store.put_tile(self.chunk[index], tile, value, {**record, "slice": self.chunk[index]})
 
 
 def reserve(path: Path) -> None:
