@@ -36,6 +36,7 @@ def test_tiled_denoise_blends_tiles_and_improves_on_the_input():
     progress = [e for e in events if isinstance(e, api.SliceProgress)]
     assert progress[0].count == 4 and all(e.progress.preview is None for e in progress)
     assert sorted({t for e in progress for t in e.tiles}) == [0, 1, 2, 3]
+    assert progress[0].eta > 0 and progress[-1].eta == pytest.approx(0, abs=1e-9)  # seconds left in the run
     done = [e for e in events if isinstance(e, api.SliceDone)]
     assert len(done) == 1 and done[0].record["slice"] == 0
 
@@ -95,6 +96,8 @@ def test_cli_tiles_a_slice_and_says_what_runs(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "tiling: 4 tile(s) of 64x64 (2 x 2 per slice" in err and "s per iteration" in err
     assert "tiling: 4/4 tile(s) done" in err
+    import re  # iterations over tiles, with the time left
+    assert re.search(r"slice 0, tiles? [0-9-]+: iteration 6/6, at most about 0 min 00 s left", err)
     assert tifffile.imread(out).shape == (96, 80)
     assert json.loads(report.read_text())["tiling"]["tiles"] == 4
     assert main(["denoise", str(src), "-o", str(tmp_path / "o2.tif"), "--max-memory", "1MB", "--quiet"]) == 2

@@ -51,6 +51,7 @@ class SliceProgress:
     progress: Progress
     slices: tuple[int, ...] = ()
     tiles: tuple[int, ...] = ()
+    eta: float | None = None  # a tiled run's seconds left (at most: iterations at their cap)
 
 
 @dataclass
@@ -161,9 +162,10 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                    or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer or None (automatic), got {batch_size!r}")
-    if out is None:
-        out_slices = (intensity.from_unit(intensity.to_unit(src)) if size == (h, w)
-                      else np.zeros((layout.n_slices, layout.channels, *size), np.float32))
+    if out is None:  # the input as the fit sees it (slices not processed), one slice at a time
+        out_slices = np.zeros((layout.n_slices, layout.channels, *size), np.float32)
+        for i in range(layout.n_slices if size == (h, w) else 0):
+            out_slices[i] = intensity.from_unit(intensity.to_unit(src[i]))
     else:
         if out.shape != layout.output_shape(size=size):
             raise ValueError(f"out has shape {out.shape}, expected {layout.output_shape(size=size)}")
@@ -215,6 +217,7 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
         if todo:
             log.info("tiling: %s", tiles.summary(len(todo), batch))
         tile_records: dict[int, list[dict]] = {}
+    eta = None if tiles is None else _TileClock(len(units))
     start = time.perf_counter()
     cancelled = False
     torch = _torch()
@@ -260,8 +263,9 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
             settings = replace(settings, lr_ramp=WARM_LR_RAMP)
         gen = fit(problem, settings, rule, device=dev, cancel=cancel)
         clock = None if tiles is None else report["tiling"]
+        began = time.perf_counter()
         result: FitResult = yield from _relay(gen, members, first, len(units),
-                                              None if tiles is None else tuple(t for _, t in group), clock)
+                                              None if tiles is None else tuple(t for _, t in group), clock, eta)
         if warm_start and not result.cancelled:
             previous = (problem.network, n)
             if target is None and len(result.loss_curve):
@@ -275,10 +279,9 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
                     tile_store.put(index, t, restored, record)
             yield from _blend_tiles(tiles, group, outputs, cancelled, out_slices, tile_records, records, gt,
                                     intensity, config, len(todo))
-            elapsed = time.perf_counter() - start
-            done_units = first + n
-            log.info("tiling: %d/%d tile(s) done in %.0f s, about %.0f s left", done_units, len(units), elapsed,
-                     elapsed / done_units * (len(units) - done_units))
+            eta.finish(n, time.perf_counter() - began)
+            log.info("tiling: %d/%d tile(s) done in %.0f s, about %.0f s left", first + n, len(units),
+                     time.perf_counter() - start, eta.left(first + n))
             if cancelled:
                 break
             continue
@@ -383,12 +386,29 @@ def auto_batch_size(config: TaskConfig, channels: int, size: tuple[int, int], de
     return fits
 
 
+class _TileClock:
+    """The seconds a tiled run has left: the time per tile and iteration fitted so far times the
+    tile iterations to go (at their cap: tiles that stop early make it shorter)."""
+
+    def __init__(self, units: int):
+        self.units, self.done, self.seconds = units, 0.0, 0.0
+
+    def left(self, at: float, running: int = 0, fraction: float = 0.0, seconds: float = 0.0) -> float | None:
+        """After ``at`` units, with ``running`` more ``fraction`` done for ``seconds``."""
+        work = self.done + running * fraction
+        return None if work <= 0 else (self.seconds + seconds) / work * (self.units - at - running * fraction)
+
+    def finish(self, n: int, seconds: float) -> None:
+        self.done += n
+        self.seconds += seconds
+
+
 def _relay(gen, batch: list[int], position: int, count: int, tiles: tuple[int, ...] | None = None,
-           clock: dict | None = None):
+           clock: dict | None = None, eta: _TileClock | None = None):
     """Yield a fit's progress as SliceProgress events and return its result (for tiles, without
-    previews: they are tile-sized). ``clock`` (a tiled run's report entry) gets the seconds per
-    iteration of the run's first fit, measured over :data:`TIMED_ITERATIONS` iterations, and
-    the estimate is logged."""
+    previews: they are tile-sized, and with the run's seconds left from ``eta``). ``clock`` (a
+    tiled run's report entry) gets the seconds per iteration of the run's first fit, measured
+    over :data:`TIMED_ITERATIONS` iterations, and the estimate is logged."""
     began = time.perf_counter()
     while True:
         try:
@@ -403,7 +423,9 @@ def _relay(gen, batch: list[int], position: int, count: int, tiles: tuple[int, .
             log.info("tiling: %.2f s per iteration for a batch of %d tile(s) (first %d iterations); at most %d "
                      "iterations x %d batch(es): at most about %.0f s", per, len(tiles), TIMED_ITERATIONS,
                      event.total, batches, per * event.total * batches)
-        yield SliceProgress(batch[0], position, count, event, tuple(batch), tiles or ())
+        left = None if eta is None else eta.left(position, len(batch), event.iteration / event.total,
+                                                  time.perf_counter() - began)
+        yield SliceProgress(batch[0], position, count, event, tuple(batch), tiles or (), left)
 
 
 def _tile_outputs(tiles, group, result: FitResult, config: TaskConfig, intensity: Intensity,

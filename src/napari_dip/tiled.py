@@ -53,14 +53,19 @@ class TiledSlices:
     def count(self) -> int:
         return self.grid.count
 
-    def _padded(self, name: str, arrays: np.ndarray, i: int, grid: TileGrid) -> np.ndarray:
+    def _tile(self, name: str, arrays: np.ndarray, i: int, t: int, grid: TileGrid) -> np.ndarray:
+        """Tile ``t`` of slice ``i`` of an input, in unit intensities (masks as they are). A tile
+        inside the slice is converted alone, so the slice is never copied whole; slices that
+        the grid overruns (smaller than a tile, or rounded up) are padded by reflection once."""
+        convert = (lambda x: x) if name == "mask" else self.intensity.to_unit
+        if tuple(arrays.shape[-2:]) == grid.covered:
+            return np.ascontiguousarray(convert(grid.cut(arrays[i], t)))
         key = (name, i)
         if key not in self._cache:
             for k in [k for k in self._cache if k[0] == name]:
                 del self._cache[k]  # one slice at a time per input
-            x = arrays[i] if name == "mask" else self.intensity.to_unit(arrays[i])
-            self._cache[key] = pad_reflect(x, *grid.covered)
-        return self._cache[key]
+            self._cache[key] = pad_reflect(convert(arrays[i]), *grid.covered)
+        return np.ascontiguousarray(grid.cut(self._cache[key], t))
 
     def inputs(self, batch: list[tuple[int, int]]):
         """(observed, ground truth or None, mask or None) tensors (n, C, th, tw) of the problems."""
@@ -69,13 +74,12 @@ class TiledSlices:
         def stack(name, arrays, grid):
             if arrays is None:
                 return None
-            return torch.from_numpy(np.stack([np.ascontiguousarray(grid.cut(self._padded(name, arrays, i, grid), t))
-                                              for i, t in batch]))
+            return torch.from_numpy(np.stack([self._tile(name, arrays, i, t, grid) for i, t in batch]))
         return (stack("src", self.src, self.grid), stack("gt", self.gt, self.grid_hr),
                 stack("mask", self.mask, self.grid))
 
     def observed(self, i: int, t: int) -> np.ndarray:
-        return self.grid.cut(self._padded("src", self.src, i, self.grid), t)
+        return self._tile("src", self.src, i, t, self.grid)
 
     def codes(self, batch: list[tuple[int, int]]):
         """Each problem's piece of one code over the whole (padded) output: overlapping tiles

@@ -235,10 +235,14 @@ class JobRun:
             return
         p = event.progress
         batch = _batch(event)
-        if event.slice != self._slice:
-            self._slice = event.slice
-            what = (f"slice {event.position + 1}" if len(batch) == 1
-                    else f"slices {event.position + 1}-{event.position + len(batch)}")
+        key = (event.slice, event.tiles)
+        if key != self._slice:
+            if event.tiles and self._slice is not None:  # the tiles before are blended in: show them
+                self._show(sorted(set(batch) | {self._slice[0]}))
+            self._slice = key
+            unit = "tile" if event.tiles else "slice"  # tiled runs count tiles
+            what = (f"{unit} {event.position + 1}" if len(batch) == 1
+                    else f"{unit}s {event.position + 1}-{event.position + len(batch)}")
             self.curves.reset(f"{what}/{event.count}" if event.count > 1 else "")
         for name in ("loss", "psnr", "ssim"):
             values = getattr(p, name)
@@ -247,7 +251,7 @@ class JobRun:
         done = event.position * p.total + len(batch) * p.iteration
         todo = event.count * p.total
         elapsed = time.perf_counter() - self._started
-        eta = elapsed / done * (todo - done) if done else 0.0
+        eta = event.eta if event.eta is not None else elapsed / done * (todo - done) if done else 0.0
         self.value = int(1000 * done / todo)
         self.text = (f"{self.curves.title or 'slice 1/1'} · iteration {p.iteration}/{p.total}"
                      f" · ETA {_clock(eta)}" + (" · stopping..." if self.state == "stopping" else ""))

@@ -128,6 +128,17 @@ def progress_bar(total: int, quiet: bool, desc: str):
                 mininterval=0.5 if sys.stderr.isatty() else 30.0, dynamic_ncols=True)
 
 
+def _tile_status(event) -> str:
+    """'slice 0, tiles 3-4: iteration 120/1200, at most about 2 h 05 min left'."""
+    p = event.progress
+    tiles = f"tile {event.tiles[0]}" if len(event.tiles) == 1 else f"tiles {event.tiles[0]}-{event.tiles[-1]}"
+    text = f"slice {event.slice}, {tiles}: iteration {p.iteration}/{p.total}"
+    if event.eta is not None:
+        hours, rest = divmod(int(event.eta), 3600)
+        text += f", at most about {f'{hours} h {rest // 60:02d} min' if hours else f'{rest // 60} min {rest % 60:02d} s'} left"
+    return text
+
+
 class VolumeProgress:
     """Slices of each volume: a tqdm bar on a terminal, one log line per slice otherwise."""
 
@@ -162,6 +173,12 @@ class VolumeProgress:
                                 unit="slice", file=self.stream, dynamic_ncols=True)
             else:
                 self._line(f"{event.total} slice(s), {event.skipped} already done")
+        elif isinstance(event, SliceProgress) and event.tiles:
+            p = event.progress  # a large slice in tiles: iterations of each batch of tiles, and the time left
+            if self.bar is not None and (p.iteration % 10 == 0 or p.iteration == p.total):
+                self.bar.set_postfix_str(_tile_status(event))
+            elif self.bar is None and p.iteration % max(1, p.total // 10) == 0:
+                self._line(_tile_status(event))
         elif isinstance(event, SliceProgress) and self.bar is not None:
             p = event.progress
             if p.iteration % 10 == 0 or p.iteration == p.total:
