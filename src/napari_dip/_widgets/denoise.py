@@ -20,6 +20,7 @@ class DenoiseWidget(TaskForm):
     title = "DIP denoise"
 
     def task_fields(self) -> list:
+        readout = self._readout()
         return [ComboBox(name="method", choices=METHODS, value="dip",
                          tooltip="Deep Image Prior, or a classical denoiser to compare with under the same "
                                  "noise model (the network, iteration and stopping settings do not apply "
@@ -28,9 +29,16 @@ class DenoiseWidget(TaskForm):
                          tooltip="Noise model: gaussian (the squared error); auto, poisson-gaussian, poisson: "
                                  "variance a x + b estimated per slice and used as the loss (fluorescence, "
                                  "EM photon noise); rician: MRI magnitude images"),
-                Label(name="noise_model", label="noise model", value="",
+                readout]
+
+    @staticmethod
+    def _readout() -> Label:
+        label = Label(name="noise_model", label="noise model", value="",
                       tooltip="The noise model the last run estimated (a: signal-dependent variance "
-                              "factor, b: constant variance), in the image's units")]
+                              "factor, b: constant variance), in the image's units")
+        label.native.setWordWrap(True)  # the dock is narrow: the model wraps instead of being cut
+        label.native.setMinimumHeight(2 * label.native.fontMetrics().lineSpacing() + 2)
+        return label
 
     def side_plots(self) -> list:
         self.noise_plot = NoisePlot()
