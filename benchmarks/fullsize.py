@@ -3,7 +3,8 @@
 Images (ISBI 2012 EM training volume, scaled to [0, 1]; Gaussian noise sigma 25/255 with seed 0,
 clipped to [0, 1]; PSNR against the clean image):
 
-- ``512``: section ``--section`` (default 20, held out from tuning; 512 x 512);
+- ``512``: section ``--section`` (default 20, held out from tuning; 512 x 512); a size below
+  512: the section's top-left crop of that size;
 - ``2048``: 16 sections from ``--section`` on laid out 4 x 4, row by row (2048 x 2048);
 - ``4096``: 8 x 8 sections, place k holding section (``--section`` + k) mod 30 (the volume has
   30), for time and memory.
@@ -43,8 +44,10 @@ def image(size: int, section: int = 20) -> tuple[np.ndarray, np.ndarray]:
     import tifffile
     stack = tifffile.imread(DATA).astype(np.float32) / 255.0
     k = size // 512
-    if k < 1 or k * 512 != size:
-        raise ValueError(f"size must be a multiple of 512, got {size}")
+    if size < 512:  # a crop of the section (the top-left size x size pixels), for a loaded host
+        k, stack = 1, stack[:, :size, :size]
+    elif k * 512 != size:
+        raise ValueError(f"size must be below 512 or a multiple of 512, got {size}")
     clean = np.block([[stack[(section + r * k + c) % len(stack)] for c in range(k)] for r in range(k)]).astype(np.float32)
     rng = np.random.default_rng(0)
     noisy = np.clip(clean + rng.normal(0, SIGMA, clean.shape), 0, 1).astype(np.float32)
@@ -113,7 +116,7 @@ def one(size: int, tile: int, iterations: int | None, stop: str, max_memory: str
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--one", nargs=2, type=int, metavar=("SIZE", "TILE"), help="run one row (TILE 0: whole)")
-    ap.add_argument("--sizes", default="512", help="comma-separated image sides (512, 2048, 4096)")
+    ap.add_argument("--sizes", default="512", help="comma-separated image sides (512, 2048, 4096; below 512: a crop)")
     ap.add_argument("--tiles", default="0,256", help="comma-separated tile sides, 0 = the whole image")
     ap.add_argument("--iterations", type=int, default=None, help="iteration cap (default: the preset's)")
     ap.add_argument("--stop", default="auto", help="stopping rule (default: auto)")

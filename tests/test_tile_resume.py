@@ -44,3 +44,24 @@ def test_an_interrupted_tiled_volume_resumes_per_tile_bit_identically(tmp_path):
     assert any("tile 1 of slice 0 did not verify" in n for n in second["notices"])
     assert tifffile.imread(out).tobytes() == tifffile.imread(tmp_path / "ref.tif").tobytes()
     assert not (folder / "tiles").exists()
+
+
+def test_a_large_output_assembled_on_disk_is_the_one_assembled_in_ram(tmp_path, monkeypatch):
+    from napari_dip.batch import runner
+    vol = (np.random.default_rng(1).random((2, 32, 32)) * 200).astype(np.uint8)
+    meta = ImageMeta("", "tiff", "uint8")
+    config = make_config("denoise", iterations=2, stop="fixed")
+    process_volume(config, vol, meta, tmp_path / "ram.tif", dtype="input")
+    assembled = []
+    real = np.lib.format.open_memmap
+
+    def spy(path, *args, **kw):
+        assembled.append(str(path))
+        return real(path, *args, **kw)
+
+    monkeypatch.setattr(runner, "ASSEMBLE_ON_DISK_BYTES", 0)  # every output counts as large
+    monkeypatch.setattr(np.lib.format, "open_memmap", spy)
+    process_volume(config, vol, meta, tmp_path / "disk.tif", dtype="input")
+    assert any(p.endswith("output.npy") for p in assembled)
+    assert tifffile.imread(tmp_path / "disk.tif").tobytes() == tifffile.imread(tmp_path / "ram.tif").tobytes()
+    assert not (work_folder(tmp_path / "disk.tif") / "output.npy").exists()

@@ -89,6 +89,7 @@ def process_volume(config, image: np.ndarray, meta: ImageMeta, output: str | Pat
     out_view_shape = tuple(cut.output_shape(factor)[a] for a in cut.perm)
     folder = work_folder(out_path)
     store_bytes = 0 if (folder / STORE).is_file() else int(np.prod(out_view_shape, dtype=np.int64)) * 4
+    store_bytes += _assembly_bytes(out_view_shape, meta)  # the output assembled on disk, when large
     full_shape = tuple(n * factor if a in cut.in_plane else n for a, n in enumerate(image.shape))
     check_output(out_path, full_shape, stored, cut.channel_axis, store_bytes)
     key = settings_key(key_settings(config, cut, meta, plan, wanted, dtype, stored, "file"), unit, mask_u, truth_u)
@@ -161,11 +162,40 @@ def _view_truth(truth, cut: Slicing, factor: int, intensity: Intensity):
 def _write_output(path: Path, colour: np.ndarray, alpha: np.ndarray | None, meta: ImageMeta, cut: Slicing,
                   store: SliceStore, wanted: list[int], intensity: Intensity, factor: int, dtype: str) -> None:
     """The input (or zeros when the size changes) with the finished slices put in, and the
-    alpha channel carried through (repeated to the new size for super-resolution); atomic."""
-    if factor == 1:
-        final = np.array(colour, dtype=np.float32)
+    alpha channel carried through (repeated to the new size for super-resolution); atomic.
+    A large output is assembled in a memory map beside the store, not a second copy in RAM."""
+    shape = cut.output_shape(factor)
+    scratch = store.folder / ASSEMBLY if _assembly_bytes(shape, meta) else None
+    if scratch is None:
+        final = np.zeros(shape, np.float32)
     else:
-        final = np.zeros(cut.output_shape(factor), np.float32)
+        final = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.float32, shape=shape)
+    try:
+        _assemble(final, path, colour, alpha, meta, cut, store, wanted, intensity, factor, dtype)
+    finally:
+        del final
+        if scratch is not None:
+            scratch.unlink(missing_ok=True)
+
+
+ASSEMBLY = "output.npy"
+ASSEMBLE_ON_DISK_BYTES = 256 * 2 ** 20
+"""Outputs larger than this (float32) are assembled in a memory map (:data:`ASSEMBLY` in the
+store folder) before they are written: a large image is then not held in RAM a second time."""
+
+
+def _assembly_bytes(shape: tuple[int, ...], meta: ImageMeta) -> int:
+    """The disk a large output's assembly takes (0: assembled in RAM); RGBA outputs are
+    assembled in RAM (their alpha channel is joined on)."""
+    n = int(np.prod(shape, dtype=np.int64)) * 4
+    return n if n > ASSEMBLE_ON_DISK_BYTES and not meta.alpha else 0
+
+
+def _assemble(final: np.ndarray, path: Path, colour: np.ndarray, alpha: np.ndarray | None, meta: ImageMeta,
+              cut: Slicing, store: SliceStore, wanted: list[int], intensity: Intensity, factor: int,
+              dtype: str) -> None:
+    if factor == 1:
+        final[...] = colour
     view = cut.view(final)
     for i in wanted:
         view[cut.index(i)] = intensity.from_unit(store.read(i))
