@@ -28,7 +28,8 @@ def chunks_of(wanted: list[int], batch_size: int, warm_start: bool) -> list[list
 
 def restore_slices(config, slices: list[tuple], *, channel_axis: int | None, device: str, threads: int | None,
                    batch_size: int = 1, warm_start: bool = False, cancel=None,
-                   on_progress: Callable | None = None, tile_store=None) -> tuple[list[tuple[np.ndarray, dict]], dict]:
+                   on_progress: Callable | None = None,
+                   tile_store=None) -> tuple[list[tuple[np.ndarray, dict]], dict]:
     """Consecutive slices, each (image, mask, ground truth), through one :func:`napari_dip.api.run`
     (on a worker or locally): ([(output, record)] of the finished slices in order, info).
 

@@ -135,7 +135,8 @@ def _tile_status(event) -> str:
     text = f"slice {event.slice}, {tiles}: iteration {p.iteration}/{p.total}"
     if event.eta is not None:
         hours, rest = divmod(int(event.eta), 3600)
-        text += f", at most about {f'{hours} h {rest // 60:02d} min' if hours else f'{rest // 60} min {rest % 60:02d} s'} left"
+        left = f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min {rest % 60:02d} s"
+        text += f", at most about {left} left"
     return text
 
 
