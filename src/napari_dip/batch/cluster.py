@@ -28,7 +28,9 @@ def open_client(*, workers: int | None = None, scheduler: str | None = None,
     ``workers`` or ``scheduler``'s cluster.
 
     LocalCluster workers are single-threaded processes on loopback; torch in each uses
-    ``cpu_count // workers`` threads. On an existing cluster torch keeps its default.
+    ``cpu_count // workers`` threads, at most ``OMP_NUM_THREADS`` when that is set (more threads
+    than free cores make every thread wait for the others). On an existing cluster torch keeps
+    its default.
     """
     if workers is not None and scheduler is not None:
         raise ValueError("give either --workers (a local cluster) or --scheduler (an existing one), not both")
@@ -54,12 +56,20 @@ def open_client(*, workers: int | None = None, scheduler: str | None = None,
                                     dashboard_address=None, silence_logs=logging.ERROR, **where)
     client = dist.Client(cluster)
     try:
-        yield client, (max(1, (os.cpu_count() or 1) // workers) if processes else None)
+        yield client, (_threads_per_worker(workers) if processes else None)
     finally:  # bounded, so that Ctrl-C ends the command promptly even with busy workers
         with contextlib.suppress(Exception):
             client.close(timeout=5)
         with contextlib.suppress(Exception):
             cluster.close(timeout=10)
+
+
+def _threads_per_worker(workers: int) -> int:
+    """Torch threads for each of ``workers`` local processes: a share of the cores, capped by
+    the user's ``OMP_NUM_THREADS``."""
+    share = max(1, (os.cpu_count() or 1) // workers)
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    return min(share, int(cap)) if cap.isdigit() and int(cap) > 0 else share
 
 
 #: Seconds without any worker after which a cluster run stops (workers lost or never started).
