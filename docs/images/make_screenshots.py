@@ -2,8 +2,9 @@
 
 Run from the project root on a machine with a display, or headless with
 ``xvfb-run -a python docs/images/make_screenshots.py [name ...]`` (names: denoise, superres,
-inpaint, decoder, noise; default all but noise, which needs ``../shared/data``). Prints the settings, seconds and PSNR of every run. ``denoise``
-also saves ``denoise_running.png``, taken while the job runs.
+inpaint, decoder, noise, estimate; default all but noise and estimate, which need ``../shared/data``).
+Prints the settings, seconds and PSNR of every run. ``denoise`` also saves ``denoise_running.png``,
+taken while the job runs; ``estimate`` shows the denoise dock's time estimate for a 512x512 ISBI section.
 """
 from __future__ import annotations
 
@@ -84,6 +85,21 @@ def denoise(viewer):
 
     run(w, during=while_running, preset="fast", stopping="auto", iterations=1200, preview_every=5)
     shoot(viewer, "denoise")
+
+
+def estimate(viewer):
+    """A full ISBI section in the denoise dock after "Estimate time", before Run."""
+    import tifffile
+
+    section = tifffile.imread(OUT.parents[2].parent / "shared" / "data" / "em" / "isbi2012_train_volume.tif")[20]
+    viewer.add_image(section, name="ISBI section 20")
+    w = open_widget(viewer, "Denoise")
+    w.reset_choices()
+    w["image"].value = viewer.layers["ISBI section 20"]
+    w.estimate()
+    wait(lambda: w["estimate"].enabled)
+    print(w.summary.text(), flush=True)
+    shoot(viewer, "estimate", grid=False)
 
 
 def superres(viewer):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -51,14 +51,15 @@ class CostEstimate:
 
 
 def estimate_cost(config: TaskConfig, image, *, channel_axis: int | None = None, mask=None,
-                  device: str = "auto", slices: Sequence[int] | None = None,
+                  inputs: dict | None = None, device: str = "auto", slices: Sequence[int] | None = None,
                   batch_size: int | None = None, warm_start: bool | None = None,
                   probe: int = 3) -> CostEstimate:
     """Measure ``probe`` iterations (after one warm-up iteration) of the run that
     :func:`~napari_dip.api.run` would do with these arguments and price it at the cap.
 
-    The image and mask are only read. Takes about ``probe + 1`` iterations of the first
-    fit, plus as many of a full later batch when it holds more slices than the first.
+    The image, mask and ``inputs`` (the task's operator inputs, as for ``run``) are only
+    read. Takes about ``probe + 1`` iterations of the first fit, plus as many of a full later
+    batch when it holds more slices than the first.
     """
     from .api import _groups, auto_batch_size, run
     from .arrays import padded_size
@@ -80,20 +81,28 @@ def estimate_cost(config: TaskConfig, image, *, channel_axis: int | None = None,
     start = time.perf_counter()
     for batch in {len(b): b for b in fits}.values():  # one probe per batch size
         scratch = np.zeros(layout.output_shape(factor), np.float32)  # the probe writes here
-        measured[len(batch)] = _probe(run, config, arr, channel_axis, mask, device, batch, probe, scratch)
+        measured[len(batch)] = probe_events(lambda cancel: run(
+            config, arr, channel_axis=channel_axis, mask=mask, inputs=inputs, device=device, slices=batch,
+            batch_size=len(batch), warm_start=False, out=scratch, cancel=cancel), probe)[0]
     priced = tuple((len(b), measured[len(b)]) for b in fits)
     total = config.fit.iterations * sum(s for _, s in priced)
     return CostEstimate(priced, config.fit.iterations, total, time.perf_counter() - start)
 
 
-def _probe(run, config, image, channel_axis, mask, device, batch, probe, out) -> float:
-    """Seconds per iteration of one fit of ``batch``, iterations 2 to ``probe + 1``."""
+def probe_events(make_events: Callable[[Callable[[], bool]], Iterator], probe: int = 3) -> tuple[float, object]:
+    """(seconds per iteration, the last progress event) of the run ``make_events(cancel)``
+    starts, timed over its iterations 2 to ``probe + 1``; it is cancelled after those.
+
+    Works for any generator of the api's events (``run``, or a widget job's events)."""
+    start = time.perf_counter()
     stamps: list[float] = []
-    gen = run(config, image, channel_axis=channel_axis, mask=mask, device=device, slices=batch,
-              batch_size=len(batch), warm_start=False, out=out,
-              cancel=lambda: len(stamps) > probe)
-    for event in gen:
+    last = None
+    for event in make_events(lambda: len(stamps) > probe):
         if hasattr(event, "progress"):
             stamps.append(time.perf_counter())
-    return (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
-
+            last = event
+    if not stamps:
+        raise RuntimeError("the run ended before its first iteration: nothing to time")
+    if len(stamps) == 1:  # a one-iteration run: its start-up included, an upper bound
+        return stamps[0] - start, last
+    return (stamps[-1] - stamps[0]) / (len(stamps) - 1), last

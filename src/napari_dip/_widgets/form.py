@@ -15,7 +15,8 @@ from superqt import QCollapsible
 from .checks import check_input
 from .curve import CurvePlot
 from .layers import SCOPES, region
-from .runner import Job, JobRunner, available_devices
+from .cost import start_estimate
+from .runner import Job, JobRunner, available_devices, initial_result
 
 ARCHITECTURES = ("skip", "resunet")
 ACTIVATIONS = ("leakyrelu", "relu", "swish", "mish")
@@ -99,7 +100,11 @@ class TaskForm(QWidget):
                                "of this viewer runs); the result is added as a new layer"),
             PushButton(name="stop", text="Stop", enabled=False,
                        tooltip="End the job at its next iteration; finished slices and the current "
-                               "output are kept, marked partial")])
+                               "output are kept, marked partial"),
+            PushButton(name="estimate", text="Estimate time",
+                       tooltip="Time a few iterations of the job Run would start (same image, scope, "
+                               "device and settings) and show the time per iteration and the job's "
+                               "time at its iteration cap; nothing is added to the viewer")])
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
         self.progress.setFormat("idle")
@@ -128,6 +133,9 @@ class TaskForm(QWidget):
         self.destroyed.connect(self.runner.close)
         self["run"].clicked.connect(self.run)
         self["stop"].clicked.connect(self.runner.stop)
+        self["estimate"].clicked.connect(self.estimate)
+        self._estimating = None  # the estimate's worker while it runs
+        self.last_estimate: float | None = None  # seconds at the cap, from the last estimate
         self["preset"].changed.connect(self._apply_preset)
         if "architecture" in self.control_names():
             self["architecture"].changed.connect(self._apply_preset)
@@ -308,6 +316,42 @@ class TaskForm(QWidget):
             if not isinstance(err, Asked):
                 show_error(f"{self.title}: {err}")
             return None
+
+    def estimate(self, *_):
+        """Time a few iterations of the job Run would start, in a worker thread, and show its
+        price under the progress bar (see :mod:`.cost`)."""
+        from napari.utils.notifications import show_error
+
+        try:
+            job = self.make_job()
+        except (ValueError, RuntimeError, MemoryError) as err:
+            self.progress.setFormat(f"not estimated: {err}")
+            if not isinstance(err, Asked):
+                show_error(f"{self.title}: {err}")
+            return None
+        shared = self.runner.registry.current is not None
+
+        def done(seconds: float, line: str) -> None:
+            self.last_estimate = seconds
+            note = " · timed while another job ran: alone it is faster" if shared else ""
+            self.summary.setText(f"Estimate: {line}{note}")
+            self.summary.setStyleSheet("")
+            self.summary.setVisible(True)
+
+        def failed(err: BaseException) -> None:
+            show_error(f"{self.title}: the estimate failed: {err}")
+
+        def ended() -> None:
+            self._estimating = None
+            self["estimate"].enabled = True
+
+        self["estimate"].enabled = False
+        self.summary.setText("Estimate: timing a few iterations...")
+        self.summary.setVisible(True)
+        self._estimating = start_estimate(job.events, initial_result(job), stop=job.settings["stopping"],
+                                          on_done=done, on_error=failed)
+        self._estimating.finished.connect(ended)
+        return self._estimating
 
     # -- form behaviour --------------------------------------------------------------------
     def _apply_preset(self, *_):

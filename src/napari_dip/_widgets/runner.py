@@ -25,6 +25,7 @@ from psygnal import Signal
 from qtpy.QtCore import QObject
 
 from ..arrays import Intensity, Layout, as_slices, layout_of
+from .cost import Pace, batch_of, clock
 from .curve import Curves
 from .layers import Region, result_geometry, unique_name
 
@@ -95,8 +96,9 @@ class JobRun:
         self._slice = None
         self._started = 0.0
         self._layer_deleted = False
+        self._pace = Pace()
         self._layer_kwargs = self._result_kwargs()
-        self._buffer = _initial_result(job)
+        self._buffer = initial_result(job)
         self._buffer_slices = as_slices(self._buffer, Layout(self._buffer.shape, job.layout.channel_axis))
         self._intensity = Intensity.of(job.image)
 
@@ -166,7 +168,7 @@ class JobRun:
     def _write_preview(self, event) -> None:
         h, w = self._buffer_slices.shape[-2:]
         preview = event.progress.preview
-        for g, index in enumerate(_batch(event)):
+        for g, index in enumerate(batch_of(event)):
             self._buffer_slices[index] = self._intensity.from_unit(preview[g, :, :h, :w])
 
     # -- the main thread ----------------------------------------------------------------------
@@ -234,7 +236,7 @@ class JobRun:
             self._show([event.slice])
             return
         p = event.progress
-        batch = _batch(event)
+        batch = batch_of(event)
         key = (event.slice, event.tiles)
         if key != self._slice:
             if event.tiles and self._slice is not None:  # the tiles before are blended in: show them
@@ -250,11 +252,15 @@ class JobRun:
                 self.curves.add(name, p.iteration, float(np.mean(values)))
         done = event.position * p.total + len(batch) * p.iteration
         todo = event.count * p.total
-        elapsed = time.perf_counter() - self._started
-        eta = event.eta if event.eta is not None else elapsed / done * (todo - done) if done else 0.0
+        now = time.perf_counter()
+        eta = event.eta  # a tiled run's (the api counts its tiles); else from the latest iterations
+        if eta is None:
+            eta = self._pace.remaining(now, done, todo)
+        if eta is None:  # the first two iterations: from the time so far (it includes the start-up)
+            eta = (now - self._started) / done * (todo - done) if done else 0.0
         self.value = int(1000 * done / todo)
         self.text = (f"{self.curves.title or 'slice 1/1'} · iteration {p.iteration}/{p.total}"
-                     f" · ETA {_clock(eta)}" + (" · stopping..." if self.state == "stopping" else ""))
+                     f" · ETA {clock(eta)}" + (" · stopping..." if self.state == "stopping" else ""))
         if p.preview is not None:
             self._show(batch)
 
@@ -545,7 +551,7 @@ def _displayed(data: np.ndarray, source) -> np.ndarray:
     return data.astype(np.float32, copy=False)
 
 
-def _initial_result(job: Job) -> np.ndarray:
+def initial_result(job: Job) -> np.ndarray:
     """The result as it starts: the input as float32 (nearest-upsampled for super-resolution), so
     that slices the job has not reached yet show the input."""
     image = np.asarray(job.image, dtype=np.float32)
@@ -585,13 +591,3 @@ def callback_events(call: Callable[[Callable[[Any], None]], Any]) -> Generator[A
 
 
 _END = object()
-
-
-def _batch(event) -> tuple[int, ...]:
-    """The slices an api progress event covers (several when slices are fitted in one batch)."""
-    return tuple(getattr(event, "slices", ())) or (event.slice,)
-
-
-def _clock(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
