@@ -341,7 +341,7 @@ class ChunkTiles:
         return self.store.get_tile(self.chunk[index], tile)
 
     def put(self, index: int, tile: int, value: np.ndarray, record: dict) -> None:
-        self.store.put_tile(self.chunk[index], tile, value, {**record, "slice": self.chunk[index]})
+        self.store.put_tile(self.chunk[index], tile, value, record)
 
 
 def reserve(path: Path) -> None:
