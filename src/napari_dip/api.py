@@ -40,9 +40,11 @@ slice's data fit, at the same PSNR (docs/speed.md, "Warm starts")."""
 class SliceProgress:
     """Progress within slice number ``slice`` (the ``position``-th of ``count`` to do).
 
-    Slices fitted together in one batch share one event per iteration: ``slice`` and
-    ``position`` are the batch's first, ``slices`` lists all of them, and the lists in
-    ``progress`` (and its preview) hold one entry per slice of the batch.
+    Problems fitted together in one batch share one event per iteration: ``slice`` and
+    ``position`` are the batch's first, ``slices`` gives each problem's slice (a slice cut
+    into tiles or parts has several problems), and the lists in ``progress`` hold one entry
+    per problem. ``progress.preview``, when there is one, holds one image (C, H, W) per
+    distinct slice of ``slices``, in their order, restored size, in the input's units.
     """
 
     slice: int
@@ -93,7 +95,7 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
         device: str = "auto", slices: Sequence[int] | None = None, out: np.ndarray | None = None,
         cancel: Callable[[], bool] | None = None, batch_size: int | None = None,
         warm_start: bool | None = None, loss=None, tile_size: int | None = None, max_memory=None,
-        tile_store=None) -> Generator[SliceProgress | SliceDone, None, tuple[np.ndarray, dict]]:
+        tile_store=None, parts=None) -> Generator[SliceProgress | SliceDone, None, tuple[np.ndarray, dict]]:
     """Restore ``image`` slice by slice; yield progress and finished slices; return (output, report).
 
     ``image`` is the observation. ``inputs`` are the task's operator inputs as data (see
@@ -141,6 +143,13 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
     record)``; tiles in unit intensities) keeps finished tiles across runs: a batch of tiles
     all kept is blended from it instead of fitted (batches are the same in every run with the
     same settings, so a resumed slice is the one a run without a stop gives).
+
+    ``parts`` expands every slice into problems of the caller's making instead (no tiling, no
+    warm start; the Deep Decoder's ensemble members x patches,
+    :class:`napari_dip.decoder.DecoderParts`): called like :func:`~napari_dip.tiled.tile_slices`
+    with the run's slices, it returns an object with TiledSlices' interface (``count``,
+    ``fitted``, ``seeds``, ``inputs``, ``codes``, ``observed``, ``add``, ``src``) and a
+    ``preview(problems, preview)`` giving the slices' previews in the input's units (or None).
     """
     inputs = {**dict(config.inputs), **(inputs or {})}
     if mask is not None:
@@ -187,25 +196,31 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
         ph, pw = padded_size(config.network, h, w, factor)
         fitted = planned = (ph * factor, pw * factor)
         halo = 0
-    tiles, memory = tile_slices(config, src=src, gt=gt, mask=msk, intensity=intensity, spatial=(h, w),
-                                padded=(planned[0] // factor, planned[1] // factor), device=dev,
-                                tile_size=tile_size, max_memory=max_memory, halo=halo)
-    if tiles is not None:
-        fitted = tiles.grid_hr.tile
-    if tiles is not None:
-        # Tiles are fitted cold: a tile started from its neighbour's weights (other content)
-        # fell far short of a cold fit in the same iterations (docs/speed.md, "Full size").
+    tiles = memory = None
+    if parts is None:
+        tiles, memory = tile_slices(config, src=src, gt=gt, mask=msk, intensity=intensity, spatial=(h, w),
+                                    padded=(planned[0] // factor, planned[1] // factor), device=dev,
+                                    tile_size=tile_size, max_memory=max_memory, halo=halo)
+    # The problems of a slice, when it has several: its tiles, or the caller's parts.
+    expansion = tiles if parts is None else parts(config, src=src, gt=gt, mask=msk, intensity=intensity,
+                                                  spatial=(h, w))
+    if expansion is not None:
+        fitted = expansion.fitted
+        # Tiles and parts are fitted cold: a tile started from its neighbour's weights (other
+        # content) fell far short of a cold fit in the same iterations (docs/speed.md, "Full size").
         warm_start = False
-    units = [(i, t) for i in todo for t in range(1 if tiles is None else tiles.count)]
+    units = [(i, t) for i in todo for t in range(1 if expansion is None else expansion.count)]
     batch = batch_size or auto_batch_size(config, layout.channels, fitted, dev)
     if memory is not None and batch_size is None:
         batch = min(batch, memory.batch_size)
     batch = max(1, min(batch, len(units)))
 
     def settings_for(n: int) -> FitSettings:
-        # 'auto' is resolved per fit, by its pixels: a warm start's first slice or a last,
-        # smaller batch too small for bf16 to pay runs in fp32 (weights stay fp32 throughout).
-        amp = resolve_precision(config.fit.precision, dev, pixels=n * fitted[0] * fitted[1])
+        # 'auto' is resolved per fit, by its code's pixels as fit() counts them: a warm start's
+        # first slice or a last, smaller batch too small for bf16 to pay runs in fp32 (weights
+        # stay fp32 throughout).
+        code = config.network.code_shape(*fitted)
+        amp = resolve_precision(config.fit.precision, dev, pixels=n * code[1] * code[2])
         return replace(config.fit, precision="fp32" if amp is None else "bf16")
 
     records: list[dict] = []
@@ -216,7 +231,7 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
         report["tiling"] = {**tiles.describe(len(todo)), "batch_size": batch}
         if todo:
             log.info("tiling: %s", tiles.summary(len(todo), batch))
-        tile_records: dict[int, list[dict]] = {}
+    tile_records: dict[int, list[dict]] = {}  # the finished problems of slices cut into several
     eta = None if tiles is None else _TileClock(len(units))
     start = time.perf_counter()
     cancelled = False
@@ -231,7 +246,7 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
             yield from _blend_tiles(tiles, group, kept, False, out_slices, tile_records, records, gt, intensity,
                                     config, len(todo))
             continue
-        if tiles is None:
+        if expansion is None:
             obs = [intensity.to_unit(src[i]) for i in members]
             obs_t = torch.from_numpy(np.stack([pad_reflect(o, ph, pw) for o in obs]))
             gt_t = None if gt is None else torch.from_numpy(np.stack(
@@ -239,17 +254,18 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
             batch_inputs = {**shared, **{k: torch.from_numpy(np.stack([pad_reflect(v[i], ph, pw) for i in members]))
                                          for k, v in per_slice.items()}}
         else:
-            obs_t, gt_t, msk_t = tiles.inputs(group)
+            obs_t, gt_t, msk_t = expansion.inputs(group)
             batch_inputs = {**shared, **({} if msk_t is None else {"mask": msk_t})}
         # A slice's noise model is estimated once, from the whole slice (its tiles share it).
         unique = {i: config.noise.model(src[i]) for i in dict.fromkeys(members)} if config.noise.modelled else None
         models = [unique[i] for i in members] if unique else None
         fidelity_now = (config.noise.loss_for([m for m, _ in models], intensity.offset, intensity.scale)
                         if models else _loss_rows(fidelity, members, layout.n_slices))
-        problem = build_problem(config, obs_t, seeds=[config.seed] * n, inputs=batch_inputs,
-                                ground_truth=gt_t, size=size if tiles is None else fitted, loss=fidelity_now)
-        if tiles is not None:  # each tile its piece of one code: no longer one code for the batch
-            problem.code, problem.shared_code = tiles.codes(group), False
+        seeds = [config.seed] * n if expansion is None else expansion.seeds(group)
+        problem = build_problem(config, obs_t, seeds=seeds, inputs=batch_inputs, ground_truth=gt_t,
+                                size=size if expansion is None else fitted, loss=fidelity_now)
+        if expansion is not None:  # each problem its own code (a tile's piece of one, a member's patch)
+            problem.code, problem.shared_code = expansion.codes(group), False
         warm = previous is not None
         if warm:
             copy_problem(previous[0], previous[1] - 1, previous[1], problem.network)
@@ -264,24 +280,29 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
         gen = fit(problem, settings, rule, device=dev, cancel=cancel)
         clock = None if tiles is None else report["tiling"]
         began = time.perf_counter()
-        result: FitResult = yield from _relay(gen, members, first, len(units),
+        if expansion is None:
+            previews = _user_previews(members, intensity, size, config, models)
+        else:  # the parts' previews; none for tiles (tile-sized)
+            previews = None if tiles is not None else (lambda p, group=group: expansion.preview(group, p))
+        result: FitResult = yield from _relay(gen, members, first, len(units), previews,
                                               None if tiles is None else tuple(t for _, t in group), clock, eta)
         if warm_start and not result.cancelled:
             previous = (problem.network, n)
             if target is None and len(result.loss_curve):
                 target = report["warm_target_loss"] = _data_fit(result, n - 1)
         report.setdefault("parameters", result.parameters)
-        if tiles is not None:
+        if expansion is not None:
             cancelled = result.cancelled
-            outputs = _tile_outputs(tiles, group, result, config, intensity, settings, warm, models)
-            if tile_store is not None and not cancelled:
+            outputs = _tile_outputs(expansion, group, result, config, intensity, settings, warm, models)
+            if tile_store is not None and tiles is not None and not cancelled:
                 for (index, t), (restored, record) in zip(group, outputs):
                     tile_store.put(index, t, restored, record)
-            yield from _blend_tiles(tiles, group, outputs, cancelled, out_slices, tile_records, records, gt,
+            yield from _blend_tiles(expansion, group, outputs, cancelled, out_slices, tile_records, records, gt,
                                     intensity, config, len(todo))
-            eta.finish(n, time.perf_counter() - began)
-            log.info("tiling: %d/%d tile(s) done in %.0f s, about %.0f s left", first + n, len(units),
-                     time.perf_counter() - start, eta.left(first + n))
+            if tiles is not None:
+                eta.finish(n, time.perf_counter() - began)
+                log.info("tiling: %d/%d tile(s) done in %.0f s, about %.0f s left", first + n, len(units),
+                         time.perf_counter() - start, eta.left(first + n))
             if cancelled:
                 break
             continue
@@ -403,20 +424,35 @@ class _TileClock:
         self.seconds += seconds
 
 
-def _relay(gen, batch: list[int], position: int, count: int, tiles: tuple[int, ...] | None = None,
-           clock: dict | None = None, eta: _TileClock | None = None):
-    """Yield a fit's progress as SliceProgress events and return its result (for tiles, without
-    previews: they are tile-sized, and with the run's seconds left from ``eta``). ``clock`` (a
-    tiled run's report entry) gets the seconds per iteration of the run's first fit, measured
-    over :data:`TIMED_ITERATIONS` iterations, and the estimate is logged."""
+def _user_previews(members: list[int], intensity: Intensity, size: tuple[int, int], config: TaskConfig, models):
+    """The previews of whole slices fitted one per problem: cropped to the restored size, in
+    the input's units (with a noise model's final correction)."""
+    def previews(p: np.ndarray) -> np.ndarray:
+        out = []
+        for g in range(len(members)):
+            x = p[g, :, : size[0], : size[1]]
+            if models:
+                x = config.noise.finish(x, models[g][0], intensity.offset, intensity.scale)
+            out.append(intensity.from_unit(x))
+        return np.stack(out).astype(np.float32, copy=False)
+    return previews
+
+
+def _relay(gen, batch: list[int], position: int, count: int, previews: Callable | None,
+           tiles: tuple[int, ...] | None = None, clock: dict | None = None, eta: _TileClock | None = None):
+    """Yield a fit's progress as SliceProgress events and return its result; ``previews`` turns
+    a fit's preview into the slices' (None: previews are left out, as for tiles: they are
+    tile-sized; a tiled run's events carry the seconds left from ``eta``). ``clock`` (a tiled
+    run's report entry) gets the seconds per iteration of the run's first fit, measured over
+    :data:`TIMED_ITERATIONS` iterations, and the estimate is logged."""
     began = time.perf_counter()
     while True:
         try:
             event = next(gen)
         except StopIteration as stop:
             return stop.value
-        if tiles is not None:
-            event.preview = None
+        if event.preview is not None:
+            event.preview = None if previews is None else previews(event.preview)
         if clock is not None and "seconds_per_iteration" not in clock and event.iteration == TIMED_ITERATIONS:
             per = clock["seconds_per_iteration"] = (time.perf_counter() - began) / TIMED_ITERATIONS
             batches = -(-clock["tiles_total"] // clock["batch_size"])
@@ -431,7 +467,7 @@ def _relay(gen, batch: list[int], position: int, count: int, tiles: tuple[int, .
 def _tile_outputs(tiles, group, result: FitResult, config: TaskConfig, intensity: Intensity,
                   settings: FitSettings, warm: bool, models=None) -> list[tuple[np.ndarray, dict]]:
     """(restored tile in unit intensities, its record) of each problem of a fit of tiles."""
-    th, tw = tiles.grid_hr.tile
+    th, tw = tiles.fitted
     outputs = []
     for g, (index, t) in enumerate(group):
         restored = result.output[g, :, :th, :tw]

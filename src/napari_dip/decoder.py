@@ -1,19 +1,21 @@
 """``fit_decoder``: the Deep Decoder on one 2D image, as patch grids and ensembles in one batch.
 
-Every fit goes through the one loop (:func:`napari_dip.core.fit.fit`) with the task's
-operator from :mod:`napari_dip.core.task`. The G problems of a run are the N ensemble
-members times the R x C patches, packed as separate networks with seeds
-``seed .. seed + G - 1`` (member m, patch p has seed ``seed + m * R * C + p``).
+Every fit goes through :func:`napari_dip.api.run` (and so the one loop,
+:func:`napari_dip.core.fit.fit`) with the task's operator from :mod:`napari_dip.core.task`:
+each slice expands into G problems, the N ensemble members times the R x C patches
+(:class:`DecoderParts`), packed as separate networks with seeds ``seed .. seed + G - 1``
+(member m, patch p has seed ``seed + m * R * C + p``). :func:`decoder_run` walks a stack
+(the widget's "all slices"); :func:`fit_decoder` fits one image.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
-from .arrays import Intensity, as_slices, check_image, layout_of, pad_reflect, padded_size
+from .arrays import Intensity, check_image, layout_of, pad_reflect, padded_size
 
 TASKS = ("fit", "denoise", "superres", "inpaint")
 CODE_KINDS = ("uniform", "blurred", "perlin")
@@ -90,6 +92,217 @@ def _stitch(x: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     return x.reshape(n, rows, cols, c, ph, pw).transpose(0, 3, 1, 4, 2, 5).reshape(n, c, rows * ph, cols * pw)
 
 
+class DecoderParts:
+    """The problems of every slice of a run: N ensemble members x R x C patches.
+
+    Problem t of a slice is member ``t // (R * C)``, patch ``t % (R * C)`` (row by row) with
+    seed ``seed + t``; each patch observes its piece of the slice padded by reflection to the
+    grid, and its code is its piece of the member's one coherent code over the grid.
+    :func:`napari_dip.api.run` calls the object with the run's slices (see its ``parts``) and
+    hands every finished problem to :meth:`add`; a slice's output is its members' mean,
+    clipped to [0, 1] in the fit's units, and :meth:`result` gives all that was fitted.
+    """
+
+    def __init__(self, *, grid: tuple[int, int], ensemble: int, patch: tuple[int, int], code: str,
+                 code_3d: bool, feature_size: float, reference: bool, channel_axis: int | None):
+        self.grid, self.ensemble, self.patch = grid, ensemble, patch
+        self.code, self.code_3d, self.feature_size = code, code_3d, feature_size
+        self.kind = code_kind(code, code_3d)
+        self.reference = reference  # the image is its own reference (task 'fit' with no ground truth)
+        self.channel_axis = channel_axis  # where a slice's results keep their channels
+        self.outputs: dict[int, dict[int, np.ndarray]] = {}  # slice -> problem -> (C, ph f, pw f)
+        self.fits: dict[int, dict] = {}  # slice -> members, mean, std, stitched mean (fit units)
+        self._codes: dict[int, object] = {}
+
+    def __call__(self, config, *, src, gt, mask, intensity: Intensity, spatial: tuple[int, int]) -> "DecoderParts":
+        self.config, self.src, self.gt, self.mask, self.intensity = config, src, gt, mask, intensity
+        self.spatial = spatial
+        return self
+
+    @property
+    def count(self) -> int:
+        return self.ensemble * self.grid[0] * self.grid[1]
+
+    @property
+    def fitted(self) -> tuple[int, int]:
+        f = self.config.factor
+        return self.patch[0] * f, self.patch[1] * f
+
+    def seeds(self, batch: Sequence[tuple[int, int]]) -> list[int]:
+        return [self.config.seed + t for _, t in batch]
+
+    def _pieces(self, x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """(C, h, w) padded by reflection to the grid and cut into its R*C patches."""
+        rows, cols = self.grid
+        return _cut(pad_reflect(x, rows * size[0], cols * size[1]), self.grid, *size)
+
+    def _truth(self, i: int) -> np.ndarray | None:
+        """Slice ``i``'s reference in the fit's units: the ground truth, or the image itself."""
+        if self.gt is not None:
+            return self.intensity.to_unit(self.gt[i])
+        return self.intensity.to_unit(self.src[i]) if self.reference else None
+
+    def inputs(self, batch: Sequence[tuple[int, int]]):
+        """(observed, reference or None, mask or None) tensors (n, C, ph, pw) of the problems."""
+        import torch
+        n_patch = self.grid[0] * self.grid[1]
+        slices = list(dict.fromkeys(i for i, _ in batch))
+
+        def stack(image_of: Callable, size):
+            cut = {i: self._pieces(image_of(i), size) for i in slices}
+            return torch.from_numpy(np.ascontiguousarray(np.stack([cut[i][t % n_patch] for i, t in batch])))
+
+        return (stack(lambda i: self.intensity.to_unit(self.src[i]), self.patch),
+                None if self._truth(slices[0]) is None else stack(self._truth, self.fitted),
+                None if self.mask is None else stack(lambda i: self.mask[i], self.patch))
+
+    def observed(self, i: int, t: int) -> np.ndarray:
+        return self._pieces(self.intensity.to_unit(self.src[i]), self.patch)[t % (self.grid[0] * self.grid[1])]
+
+    def codes(self, batch: Sequence[tuple[int, int]]):
+        """Each problem's patch of its member's code (every slice uses the same codes)."""
+        import torch
+        n_patch = self.grid[0] * self.grid[1]
+        shape = self.config.network.code_shape(*self.fitted)
+        for m in {t // n_patch for _, t in batch} - set(self._codes):
+            self._codes[m] = grid_codes(self.kind, shape, self.grid, self.config.seed + m * n_patch,
+                                        feature_size=self.feature_size)
+        return torch.stack([self._codes[t // n_patch][t % n_patch] for _, t in batch])
+
+    def _stitched(self, outputs: np.ndarray) -> np.ndarray:
+        """(G, C, ph f, pw f) -> (N, C, R ph f, C pw f), the members' stitched patches."""
+        return _stitch(outputs.reshape(self.ensemble, -1, *outputs.shape[1:]), self.grid)
+
+    def _crop(self, x: np.ndarray) -> np.ndarray:
+        f = self.config.factor
+        return x[..., : self.spatial[0] * f, : self.spatial[1] * f]
+
+    def add(self, out_slice: np.ndarray, i: int, t: int, restored: np.ndarray) -> bool:
+        """Keep problem ``t`` of slice ``i`` (fit units); once all are in, write the slice's
+        members' mean into ``out_slice`` (the input's units) and return True."""
+        done = self.outputs.setdefault(i, {})
+        done[t] = restored
+        if len(done) < self.count:
+            return False
+        padded = self._stitched(np.stack([done[k] for k in range(self.count)]))
+        members = np.clip(self._crop(padded), 0, 1)
+        mean = members.mean(0)
+        self.fits[i] = {"members": members, "mean": mean, "std": members.std(0), "mean_padded": padded.mean(0)}
+        out_slice[...] = self.intensity.from_unit(mean)
+        return True
+
+    def preview(self, batch: Sequence[tuple[int, int]], preview: np.ndarray) -> np.ndarray | None:
+        """The members' stitched mean of every slice of ``batch`` in the input's units, or None
+        unless the batch holds all of their problems."""
+        slices = list(dict.fromkeys(i for i, _ in batch))
+        if len(batch) != len(slices) * self.count:
+            return None
+        per_slice = preview.reshape(len(slices), self.count, *preview.shape[1:])
+        return np.stack([self.intensity.from_unit(self._crop(self._stitched(p).mean(0)))
+                         for p in per_slice]).astype(np.float32)
+
+    def _user(self, x: np.ndarray) -> np.ndarray:
+        """(C, y, x) in the input's units -> the slice's layout."""
+        return x[0] if self.channel_axis is None else np.moveaxis(x, 0, self.channel_axis)
+
+    def result(self, i: int, fitted: dict, header: dict) -> DecoderResult:
+        """Slice ``i``'s result: its arrays in the input's units and layout, and its report
+        (``fitted``: the slice's record from :func:`~napari_dip.api.run`, ``header``: the run's
+        report)."""
+        fit = self.fits[i]
+        intensity = self.intensity
+        f = self.config.factor
+        rows, cols = self.grid
+        patches = [self._user(intensity.from_unit(np.clip(p, 0, 1)))
+                   for p in _cut(fit["mean_padded"], self.grid, *self.fitted)]
+        report = _report(self, i, fitted, header)
+        return DecoderResult(output=self._user(intensity.from_unit(fit["mean"])),
+                             members=np.stack([self._user(intensity.from_unit(m)) for m in fit["members"]]),
+                             std=self._user(fit["std"] * intensity.scale).astype(np.float32),
+                             patches=patches, report=report)
+
+
+def _settings(image, *, task, channels, blocks, scale, upsample, code, code_3d, feature_size, patches, ensemble,
+              factor, mask, iterations, lr, stop, seed, ground_truth, channel_axis, precision, preview_every):
+    """Validate a decoder run's settings (one clear error each, before any compute): the task's
+    config, its parts and the run's inputs."""
+    from .core.nets.decoder import DecoderConfig
+    from .core.task import make_config
+
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    if not isinstance(ensemble, int) or ensemble < 1:
+        raise ValueError(f"ensemble must be a positive integer, got {ensemble!r}")
+    grid = parse_grid(patches)
+    kind = code_kind(code, code_3d)
+    layout = layout_of(check_image(image, "image", channel_axis), channel_axis)
+    f = factor if task == "superres" else 1
+    net = DecoderConfig(channels=tuple(channels) if isinstance(channels, (list, tuple)) else channels,
+                        blocks=blocks, scale=scale, upsample=upsample).validate()
+    config = make_config(task, factor=f, iterations=iterations, lr=lr,
+                         code_noise=0.0, ema=0.0, stop=stop, seed=seed, precision=precision,
+                         network=net, code=kind, preview_every=preview_every)
+    if stop == "oracle" and ground_truth is None and task != "fit":
+        raise ValueError("stop='oracle' needs ground_truth (it is for evaluation only)")
+    h, w = layout.spatial
+    rows, cols = grid
+    if h // rows < 1 or w // cols < 1:
+        raise ValueError(f"patches={rows}x{cols} is too fine for a {h}x{w} image")
+    ph, pw = padded_size(net, math.ceil(h / rows), math.ceil(w / cols), f)
+    if (rows - 1) * ph >= h or (cols - 1) * pw >= w:
+        raise ValueError(f"patches={rows}x{cols} with scale {scale} leaves whole patches outside the "
+                         f"{h}x{w} image (patch sides are rounded up to multiples of the scale, here "
+                         f"{ph}x{pw}); use fewer patches or a smaller scale")
+    inputs = {}
+    if task == "inpaint":
+        if mask is None:
+            raise ValueError("inpainting needs a mask (1 = known pixel, 0 = to fill)")
+        inputs["mask"] = mask
+    axis = None
+    if layout.channel_axis is not None:  # where one slice's (Y, X, C) or (C, Y, X) keeps its channels
+        axis = max(0, layout.channel_axis - (len(layout.shape) - 3))
+    parts = DecoderParts(grid=grid, ensemble=ensemble, patch=(ph, pw), code=code, code_3d=code_3d,
+                         feature_size=feature_size, reference=task == "fit" and ground_truth is None,
+                         channel_axis=axis)
+    return config, parts, inputs
+
+
+def decoder_run(image, *, task: str = "fit", channels: int | tuple[int, ...] = 64, blocks: int = 6,
+                scale: int = 16, upsample: str = "bilinear", code: str = "blurred", code_3d: bool = False,
+                feature_size: float = 4.0, patches="1x1", ensemble: int = 1, factor: int = 2, mask=None,
+                iterations: int = 2000, lr: float = 0.01, stop: str = "fixed", seed: int = 0,
+                ground_truth=None, channel_axis: int | None = None, device: str = "auto",
+                precision: str | None = None, cancel: Callable[[], bool] | None = None, preview_every: int = 0,
+                out: np.ndarray | None = None):
+    """Fit Deep Decoders to every slice of ``image`` through :func:`napari_dip.api.run`: a
+    generator of its events that returns (one :class:`DecoderResult` per finished slice, the
+    run's report). Settings as for :func:`fit_decoder`; ``out`` (the output's shape) receives
+    every slice's members' mean as it finishes. The report is the last slice's decoder report
+    with the run's ``slices`` records (their ``psnr``/``ssim``: the mean's against the
+    reference), ``partial`` and ``seconds``, and ``slice_reports`` for more than one slice.
+    """
+    from .api import run
+
+    config, parts, inputs = _settings(
+        image, task=task, channels=channels, blocks=blocks, scale=scale, upsample=upsample, code=code,
+        code_3d=code_3d, feature_size=feature_size, patches=patches, ensemble=ensemble, factor=factor, mask=mask,
+        iterations=iterations, lr=lr, stop=stop, seed=seed, ground_truth=ground_truth, channel_axis=channel_axis,
+        precision=precision, preview_every=preview_every)
+    _, report = yield from run(config, image, channel_axis=channel_axis, inputs=inputs, ground_truth=ground_truth,
+                               device=device, out=out, cancel=cancel, batch_size=parts.count, parts=parts)
+    results = [parts.result(r["slice"], r, report) for r in report["slices"] if r["slice"] in parts.fits]
+    if not results:  # stopped before a slice was done
+        return results, report
+    for record, result in zip(report["slices"], results):
+        if "mean" in result.report:
+            record.update(psnr=result.report["mean"]["psnr"], ssim=result.report["mean"]["ssim"])
+    summary = {**results[-1].report, "slices": report["slices"], "partial": report["partial"],
+               "seconds": report["seconds"]}
+    if len(results) > 1:
+        summary["slice_reports"] = [r.report for r in results]
+    return results, summary
+
+
 def fit_decoder(image, *, task: str = "fit", channels: int | tuple[int, ...] = 64, blocks: int = 6,
                 scale: int = 16, upsample: str = "bilinear", code: str = "blurred", code_3d: bool = False,
                 feature_size: float = 4.0, patches="1x1", ensemble: int = 1, factor: int = 2, mask=None,
@@ -108,137 +321,76 @@ def fit_decoder(image, *, task: str = "fit", channels: int | tuple[int, ...] = 6
     ('RxC') fits a grid of patches with one coherent code; ``ensemble`` N fits N
     independently initialised decoders. All G = N * R * C fits run as one batch.
     ``ground_truth`` (the output's shape) gives per-member PSNR/SSIM/MS-SSIM/VIF and the CV.
-    ``stop`` ('fixed' default, 'oracle' with a ground truth), ``seed``, ``device``,
-    ``precision``, ``callback`` (each loop progress event; every ``preview_every`` iterations
-    it carries the G outputs as ``preview``), ``cancel`` (polled).
+    ``stop`` ('fixed' default, 'oracle' with a reference), ``seed``, ``device``,
+    ``precision``, ``callback`` (every event of :func:`napari_dip.api.run`: a
+    :class:`~napari_dip.api.SliceProgress` per iteration, whose lists hold the G fits' values
+    and, every ``preview_every`` iterations, whose preview is the members' stitched mean in
+    the image's units; then a :class:`~napari_dip.api.SliceDone`), ``cancel`` (polled).
     """
-    import torch
+    from .core.fit import drain
 
-    from .core.fit import drain, fit, resolve_device
-    from .core.nets.decoder import DecoderConfig
-    from .core.task import build_problem, make_config
-
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-    if not isinstance(ensemble, int) or ensemble < 1:
-        raise ValueError(f"ensemble must be a positive integer, got {ensemble!r}")
-    grid = parse_grid(patches)
-    kind = code_kind(code, code_3d)
-    image = check_image(image, "image", channel_axis)
-    layout = layout_of(image, channel_axis)
+    layout = layout_of(check_image(image, "image", channel_axis), channel_axis)
     if layout.n_slices != 1:
         raise ValueError(f"fit_decoder takes one 2D image (optionally with channel_axis), got shape "
-                         f"{image.shape}; pass one slice (e.g. image[k]); the sweep walks the slices of a stack")
-    f = factor if task == "superres" else 1
-    net = DecoderConfig(channels=tuple(channels) if isinstance(channels, (list, tuple)) else channels,
-                        blocks=blocks, scale=scale, upsample=upsample).validate()
-    config = make_config(task, factor=f, iterations=iterations, lr=lr,
-                         code_noise=0.0, ema=0.0, stop=stop, seed=seed, precision=precision,
-                         network=net, code=kind, preview_every=preview_every)
-    intensity = Intensity.of(image)
-    observed = intensity.to_unit(as_slices(image, layout)[0])
-    truth = observed if task == "fit" and ground_truth is None else None
-    if ground_truth is not None:
-        gt = check_image(ground_truth, "ground_truth", channel_axis)
-        if gt.shape != layout.output_shape(f):
-            raise ValueError(f"ground_truth has shape {gt.shape}; it must match the output, shape "
-                             f"{layout.output_shape(f)}")
-        truth = intensity.to_unit(as_slices(gt, layout_of(gt, channel_axis))[0])
-    if stop == "oracle" and truth is None:
-        raise ValueError("stop='oracle' needs ground_truth (it is for evaluation only)")
-    h, w = layout.spatial
-    rows, cols = grid
-    if h // rows < 1 or w // cols < 1:
-        raise ValueError(f"patches={rows}x{cols} is too fine for a {h}x{w} image")
-    ph, pw = padded_size(net, math.ceil(h / rows), math.ceil(w / cols), f)
-    if (rows - 1) * ph >= h or (cols - 1) * pw >= w:
-        raise ValueError(f"patches={rows}x{cols} with scale {scale} leaves whole patches outside the "
-                         f"{h}x{w} image (patch sides are rounded up to multiples of the scale, here "
-                         f"{ph}x{pw}); use fewer patches or a smaller scale")
-    n_patch = rows * cols
-    g = ensemble * n_patch
-
-    def problems(x: np.ndarray, size: tuple[int, int]):
-        cut = _cut(pad_reflect(x, grid[0] * size[0], grid[1] * size[1]), grid, *size)
-        return torch.from_numpy(np.ascontiguousarray(np.tile(cut, (ensemble, 1, 1, 1))))
-
-    obs_t = problems(observed, (ph, pw))
-    gt_t = None if truth is None else problems(truth, (ph * f, pw * f))
-    mask_t = None
-    if task == "inpaint":
-        if mask is None:
-            raise ValueError("inpainting needs a mask (1 = known pixel, 0 = to fill)")
-        m = np.asarray(mask)
-        if m.shape != (h, w):
-            raise ValueError(f"mask has shape {m.shape}; use the image's Y, X shape {(h, w)}")
-        mask_t = problems((m > 0).astype(np.float32)[None], (ph, pw))
-    seeds = [seed + i for i in range(g)]
-    problem = build_problem(config, obs_t, seeds=seeds, mask=mask_t, ground_truth=gt_t)
-    shape = net.code_shape(ph * f, pw * f)
-    problem.code = torch.cat([grid_codes(kind, shape, grid, seed + m * n_patch, feature_size=feature_size)
-                              for m in range(ensemble)])
-    dev = resolve_device(device)
-    result = drain(fit(problem, config.fit, config.stop_rule(g), device=dev, cancel=cancel), callback)
-
-    out = result.output.reshape(ensemble, n_patch, *result.output.shape[1:])
-    padded = _stitch(out, grid)  # (N, C, R*ph*f, C*pw*f)
-    members = np.clip(padded[:, :, : h * f, : w * f], 0, 1)
-    mean = members.mean(0)
-    std = members.std(0)
-    mean_padded = padded.mean(0)
-    report = _report(config, net, layout, dev, result, grid, ensemble, (ph * f, pw * f), code, code_3d,
-                     feature_size, task, members, mean, std, truth, mean_padded, h * f, w * f)
-
-    def user(x: np.ndarray) -> np.ndarray:  # (C, y, x) in [0, 1] -> the input's units and layout
-        x = intensity.from_unit(x)
-        return x[0] if layout.channel_axis is None else np.moveaxis(x, 0, layout.channel_axis)
-
-    patch_arrays = [user(np.clip(p, 0, 1)) for p in _cut(mean_padded, grid, ph * f, pw * f)]
-    std_user = std * intensity.scale
-    return DecoderResult(output=user(mean), members=np.stack([user(m) for m in members]),
-                         std=(std_user[0] if layout.channel_axis is None
-                              else np.moveaxis(std_user, 0, layout.channel_axis)).astype(np.float32),
-                         patches=patch_arrays, report=report)
+                         f"{layout.shape}; pass one slice (e.g. image[k]); the sweep walks the slices of a stack")
+    results, _ = drain(decoder_run(
+        image, task=task, channels=channels, blocks=blocks, scale=scale, upsample=upsample, code=code,
+        code_3d=code_3d, feature_size=feature_size, patches=patches, ensemble=ensemble, factor=factor, mask=mask,
+        iterations=iterations, lr=lr, stop=stop, seed=seed, ground_truth=ground_truth, channel_axis=channel_axis,
+        device=device, precision=precision, cancel=cancel, preview_every=preview_every), callback)
+    return results[0]
 
 
-def _report(config, net, layout, dev, result, grid, ensemble, patch_size, code, code_3d, feature_size,
-            task, members, mean, std, truth, mean_padded, height, width) -> dict:
+def _report(parts: DecoderParts, i: int, fitted: dict, header: dict) -> dict:
+    """Slice ``i``'s decoder report: settings, cost, per-member metrics against the reference,
+    the ensemble's stability and spread, per-patch metrics."""
     from dataclasses import asdict
 
-    from . import __version__
     from .core.metrics import mean_pairwise_psnr, quality, stability
-    pixels = patch_size[0] * patch_size[1] * layout.channels
+    config, net, grid, ensemble = parts.config, parts.config.network, parts.grid, parts.ensemble
+    fit = parts.fits[i]
+    members, mean, truth = fit["members"], fit["mean"], parts._truth(i)
+    patch_size = parts.fitted
+    pixels = patch_size[0] * patch_size[1] * members.shape[1]
+    iterations = fitted["iterations"]
+    problems = fitted["tiles"]  # one record per problem of the slice, in order
     report = {
-        "task": task, "factor": config.factor, "seed": config.seed, "stop": config.stop,
-        "network": {"type": "DecoderConfig", **asdict(net)}, "code": code, "code_3d": code_3d,
-        "code_kind": config.code, "feature_size": feature_size, "fit": asdict(config.fit),
+        "task": config.task, "factor": config.factor, "seed": config.seed, "stop": config.stop,
+        "network": {"type": "DecoderConfig", **asdict(net)}, "code": parts.code, "code_3d": parts.code_3d,
+        "code_kind": config.code, "feature_size": parts.feature_size, "fit": asdict(config.fit),
         "patches": f"{grid[0]}x{grid[1]}", "patch_size": list(patch_size), "ensemble": ensemble,
-        "device": str(dev), "napari_dip": __version__, "input_shape": list(layout.shape),
-        "parameters": result.parameters, "params_per_pixel": result.parameters / pixels,
-        "iterations": result.iterations, "seconds": result.seconds,
-        "seconds_per_iteration": result.seconds / max(result.iterations, 1),
-        "cancelled": result.cancelled, "restarts": result.restarts,
-        "spread": float(std.mean()),
+        "device": header["device"], "napari_dip": header["napari_dip"], "input_shape": header["input_shape"],
+        "parameters": header["parameters"], "params_per_pixel": header["parameters"] / pixels,
+        "iterations": iterations, "seconds": fitted["seconds"],
+        "seconds_per_iteration": fitted["seconds"] / max(iterations, 1),
+        "cancelled": bool(fitted.get("partial")), "restarts": problems[0]["restarts"],
+        "spread": float(fit["std"].mean()),
     }
     seeds = [config.seed + m * grid[0] * grid[1] for m in range(ensemble)]
+    losses = [p["final_loss"] for p in problems]
+    per_member = (None if None in losses
+                  else np.asarray(losses, float).reshape(ensemble, -1).mean(1))  # over each member's patches
+    report["members"] = [{"member": m, "seed": s} for m, s in enumerate(seeds)]
     if truth is not None:
-        report["members"] = [{"member": m, "seed": s, **quality(members[m], truth)}
-                             for m, s in enumerate(seeds)]
+        for m, entry in enumerate(report["members"]):
+            entry.update(quality(members[m], truth))
         report["mean"] = quality(mean, truth)
         psnrs = [r["psnr"] for r in report["members"]]
         report["psnr_mean"] = float(np.mean(psnrs))
         if ensemble > 1:
             report.update(stability(psnrs))
-    else:
-        report["members"] = [{"member": m, "seed": s} for m, s in enumerate(seeds)]
+    if per_member is not None:
+        for entry, loss in zip(report["members"], per_member):
+            entry["final_loss"] = float(loss)
     if ensemble > 1:
         report["mean_pairwise_psnr"] = mean_pairwise_psnr(members)
     if grid != (1, 1):
         ph, pw = patch_size
+        height, width = mean.shape[-2:]
         ref = None if truth is None else pad_reflect(truth, grid[0] * ph, grid[1] * pw)
         rows = []
-        for i, patch in enumerate(_cut(mean_padded, grid, ph, pw)):
-            r, c = divmod(i, grid[1])
+        for k, patch in enumerate(_cut(fit["mean_padded"], grid, ph, pw)):
+            r, c = divmod(k, grid[1])
             y0, x0 = r * ph, c * pw
             # Metrics on the part of the patch inside the image (padding left out).
             hh, ww = min(ph, height - y0), min(pw, width - x0)

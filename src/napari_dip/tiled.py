@@ -53,6 +53,15 @@ class TiledSlices:
     def count(self) -> int:
         return self.grid.count
 
+    @property
+    def fitted(self) -> tuple[int, int]:
+        """The size every problem's network fits: a tile's."""
+        return self.grid_hr.tile
+
+    def seeds(self, batch: list[tuple[int, int]]) -> list[int]:
+        """One seed for every tile: their codes are pieces of one code (see :meth:`codes`)."""
+        return [self.config.seed] * len(batch)
+
     def _tile(self, name: str, arrays: np.ndarray, i: int, t: int, grid: TileGrid) -> np.ndarray:
         """Tile ``t`` of slice ``i`` of an input, in unit intensities (masks as they are). A tile
         inside the slice is converted alone, so the slice is never copied whole; slices that

@@ -1,4 +1,4 @@
-"""Deep Decoder: fit under-parameterised decoders slice by slice (napari_dip.decoder.fit_decoder).
+"""Deep Decoder: fit under-parameterised decoders slice by slice (napari_dip.decoder.decoder_run).
 
 Fits R x C patches and N ensemble members of a slice at once; the result layer is the members'
 mean (the patches stitched in place), and the members, the per-pixel spread (standard
@@ -12,7 +12,6 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, SpinBox
 
 from .form import TaskForm
-from .runner import callback_events
 
 # Form presets: "fast" for a CPU, "report" the MRI report's best setting (k 96, s 8, l 6).
 PRESETS = {
@@ -85,60 +84,18 @@ class DeepDecoderWidget(TaskForm):
 
     def events(self, image, channel_axis, ground_truth, device, extra):
         v = self.values()
-        plane = image.shape[-3:] if channel_axis is not None else image.shape[-2:]
-        grid, members = (v["patch_rows"], v["patch_cols"]), v["ensemble"]
         options = dict(task=v["goal"], channels=v["channels"], blocks=v["blocks"], scale=int(v["scale"]),
                        upsample=v["upsample"], code=v["code"], code_3d=v["code_3d"],
-                       feature_size=v["feature_size"], patches=f"{grid[0]}x{grid[1]}", ensemble=members,
-                       iterations=v["iterations"], lr=v["lr"], stop=v["stopping"], seed=v["seed"],
-                       precision=v["precision"], device=device, preview_every=1 if v["preview_every"] > 0 else 0,
-                       channel_axis=None if channel_axis is None else -1)
-        planes = image.reshape(-1, *plane)
-        truths = None if ground_truth is None else ground_truth.reshape(-1, *plane)
+                       feature_size=v["feature_size"], patches=f"{v['patch_rows']}x{v['patch_cols']}",
+                       ensemble=v["ensemble"], iterations=v["iterations"], lr=v["lr"], stop=v["stopping"],
+                       seed=v["seed"], precision=v["precision"], device=device,
+                       preview_every=1 if v["preview_every"] > 0 else 0)
 
         def events(out, cancel):
-            from .. import decoder
-            from ..api import SliceDone, SliceProgress
+            from ..decoder import decoder_run
 
-            out_planes = out.reshape(-1, *plane)  # a view: the layer's data fills slice by slice
-            results, records, reports = [], [], []
-            count = len(planes)
-            for i, img in enumerate(planes):
-                truth = None if truths is None else truths[i]
-                gen = callback_events(lambda callback: decoder.fit_decoder(
-                    img, ground_truth=truth, callback=callback, cancel=cancel, **options))
-                losses = None
-                while True:
-                    try:
-                        progress = next(gen)
-                    except StopIteration as stop:
-                        result = stop.value
-                        break
-                    losses = progress.loss
-                    yield SliceProgress(i, i, count, _summary(progress, grid, members, decoder))
-                out_planes[i] = result.output
-                report = result.report
-                if losses is not None:  # each member's final loss, the mean over its patches
-                    per_member = np.asarray(losses, float).reshape(members, -1).mean(1)
-                    for entry, loss in zip(report["members"], per_member):
-                        entry["final_loss"] = float(loss)
-                record = {"slice": i, "iterations": report["iterations"], "seconds": report["seconds"]}
-                if "mean" in report:
-                    record.update(psnr=report["mean"]["psnr"], ssim=report["mean"]["ssim"])
-                if report["cancelled"]:
-                    record["partial"] = True
-                results.append(result)
-                records.append(record)
-                reports.append(report)
-                yield SliceDone(i, i, count, out_planes[i], record)
-                if report["cancelled"]:
-                    break
-            partial = len(results) < count or bool(reports[-1]["cancelled"])
-            summary = {**reports[-1], "slices": records, "partial": partial,
-                       "seconds": float(sum(r["seconds"] for r in reports))}
-            if count > 1:
-                summary["slice_reports"] = reports
-            return results, summary
+            return (yield from decoder_run(image, ground_truth=ground_truth, channel_axis=channel_axis,
+                                           out=out, cancel=cancel, **options))
         return events
 
     def finish(self, results, report, layer) -> None:
@@ -229,16 +186,3 @@ def _geometry(layer, new_axis: str | None = None) -> dict:
         return geo
     return {"scale": (1.0, *geo["scale"]), "translate": (0.0, *geo["translate"]),
             "units": ("pixel", *geo["units"]), "axis_labels": (new_axis, *geo["axis_labels"])}
-
-
-def _summary(progress, grid, members, decoder):
-    """One slice's progress from G = members x patches fits: mean loss/PSNR/SSIM, stitched preview."""
-    from ..core.fit import Progress
-
-    mean = (lambda xs: None if xs is None else [float(np.mean(xs))])
-    preview = None
-    if progress.preview is not None:
-        p = progress.preview
-        preview = decoder._stitch(p.reshape(members, grid[0] * grid[1], *p.shape[1:]), grid).mean(0)[None]
-    return Progress(progress.iteration, progress.total, mean(progress.loss), psnr=mean(progress.psnr),
-                    ssim=mean(progress.ssim), preview=preview)

@@ -24,7 +24,7 @@ import numpy as np
 from psygnal import Signal
 from qtpy.QtCore import QObject
 
-from ..arrays import Intensity, Layout, as_slices, layout_of
+from ..arrays import Layout, as_slices, layout_of
 from .cost import Pace, batch_of, clock
 from .curve import Curves
 from .layers import Region, result_geometry, unique_name
@@ -100,7 +100,6 @@ class JobRun:
         self._layer_kwargs = self._result_kwargs()
         self._buffer = initial_result(job)
         self._buffer_slices = as_slices(self._buffer, Layout(self._buffer.shape, job.layout.channel_axis))
-        self._intensity = Intensity.of(job.image)
 
     @property
     def viewer(self):
@@ -166,10 +165,9 @@ class JobRun:
             put(("end", None))
 
     def _write_preview(self, event) -> None:
-        h, w = self._buffer_slices.shape[-2:]
-        preview = event.progress.preview
-        for g, index in enumerate(batch_of(event)):
-            self._buffer_slices[index] = self._intensity.from_unit(preview[g, :, :h, :w])
+        # One image per slice of the event, already in the input's units (api.SliceProgress).
+        for index, image in zip(dict.fromkeys(batch_of(event)), event.progress.preview):
+            self._buffer_slices[index] = image
 
     # -- the main thread ----------------------------------------------------------------------
     def poll(self) -> bool:

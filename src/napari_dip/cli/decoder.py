@@ -92,6 +92,7 @@ def read_input(path: str, axis: str, slice_arg: str | None):
 
 
 def run_decoder(args: argparse.Namespace) -> int:
+    from ..api import SliceProgress
     from ..decoder import fit_decoder
     from ..io import extension, read_image, write_image
 
@@ -116,7 +117,7 @@ def run_decoder(args: argparse.Namespace) -> int:
                              factor=args.factor, mask=mask, iterations=args.iterations or 2000,
                              lr=args.lr or 0.01, stop=args.stop, seed=args.seed, ground_truth=truth,
                              channel_axis=channel_axis, device=args.device, precision=args.precision,
-                             callback=lambda event: bar.update(1))
+                             callback=lambda event: isinstance(event, SliceProgress) and bar.update(1))
     finally:
         bar.close()
     out = Path(args.output)
