@@ -266,6 +266,7 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
                                 size=size if expansion is None else fitted, loss=fidelity_now)
         if expansion is not None:  # each problem its own code (a tile's piece of one, a member's patch)
             problem.code, problem.shared_code = expansion.codes(group), False
+        report.setdefault("loss", getattr(problem.loss, "name", type(problem.loss).__name__))
         warm = previous is not None
         if warm:
             copy_problem(previous[0], previous[1] - 1, previous[1], problem.network)

@@ -18,7 +18,7 @@ import torch
 from . import operators
 from .fit import FitSettings, Problem
 from .inputs import make_code
-from .losses import MSE, Loss
+from .losses import MSE, DeblurMSE, Loss
 from .noise_setup import NoiseSetup
 from .nets.factory import build_network
 from .networks import network_name
@@ -38,6 +38,8 @@ class TaskSpec:
     factor)`` gives a preset. ``crop``: the network's output is cropped to the image's size
     before the operator, and the observation is fitted as it is; otherwise the observation
     is padded by reflection to the network's size (the operator then sees padded images).
+    ``loss(**inputs)``, if given, builds the task's default data fidelity from the same
+    inputs (otherwise mean squared error); a caller's loss replaces it.
     """
 
     name: str
@@ -49,6 +51,7 @@ class TaskSpec:
     factor: bool = False
     crop: bool = False
     default_preset: str = "fast"
+    loss: Callable[..., Any] | None = None
 
 
 TASKS: Registry[TaskSpec] = Registry("task")
@@ -73,7 +76,8 @@ register_task(TaskSpec("inpaint", "inpainting", lambda factor, mask: operators.M
 register_task(TaskSpec("fit", "fitting", lambda factor: operators.Identity(), denoise_preset))
 register_task(TaskSpec("deconvolve", "deconvolution",
                        lambda factor, psf, boundary="reflect": operators.Convolve(psf, boundary=boundary),
-                       deconvolve_preset, inputs={"psf": "the point spread function, a 2D array"}, crop=True))
+                       deconvolve_preset, inputs={"psf": "the point spread function, a 2D array"}, crop=True,
+                       loss=lambda psf, boundary="reflect": DeblurMSE(psf)))
 register_task(TaskSpec("restore", "restoration", lambda factor, operator: operator, deconvolve_preset,
                        inputs={"operator": "a callable on (N, C, H, W) tensors"}, crop=True))
 
@@ -237,6 +241,13 @@ def make_operator(config: TaskConfig, mask: torch.Tensor | None = None, **inputs
     return config.spec.operator(config.factor, **{k: v for k, v in inputs.items() if v is not None})
 
 
+def default_loss(config: TaskConfig, inputs: dict) -> Loss:
+    """The task's own data fidelity for these operator inputs (see :class:`TaskSpec`), else
+    mean squared error."""
+    spec = config.spec
+    return MSE() if spec.loss is None else spec.loss(**{k: v for k, v in inputs.items() if k not in spec.slice_inputs})
+
+
 def build_problem(config: TaskConfig, observed: torch.Tensor, *, seeds: Sequence[int],
                   mask: torch.Tensor | None = None,
                   ground_truth: torch.Tensor | None = None, loss: Loss | None = None,
@@ -268,5 +279,5 @@ def build_problem(config: TaskConfig, observed: torch.Tensor, *, seeds: Sequence
         codes.append(make_code(config.code, *config.network.code_shape(height, width), generator=gen))
     return Problem(network=net, code=torch.stack(codes), operator=op,
                    observed=observed, seeds=list(seeds), ground_truth=ground_truth,
-                   make_network=make, loss=MSE() if loss is None else loss,
+                   make_network=make, loss=default_loss(config, inputs or {}) if loss is None else loss,
                    shared_code=len(set(seeds)) == 1)  # one seed: one code, one noise stream
