@@ -28,13 +28,36 @@ def test_estimated_models_go_into_each_slice_record():
     assert gains[0] == pytest.approx(2.0, rel=0.35) and gains[1] == pytest.approx(6.0, rel=0.35)
 
 
-def test_given_parameters_are_used_for_every_slice_and_gaussian_stays_the_default():
+def test_given_parameters_are_used_for_every_slice():
     img = np.clip(_scene() + np.random.default_rng(1).normal(0, 5, (64, 64)), 0, 255).astype(np.uint8)
     _, report = api.denoise(img, noise="poisson-gaussian", noise_params=(1.5, 9.0), return_report=True, **TINY)
     assert report["slices"][0]["noise"] == {"kind": "poisson-gaussian", "a": 1.5, "b": 9.0}
-    assert report["slices"][0]["noise_source"] == "given"
-    _, plain = api.denoise(img, return_report=True, **TINY)
+    assert report["slices"][0]["noise_source"] == "given" and report["slices"][0]["loss"] == "vst-mse"
+    _, plain = api.denoise(img, noise="gaussian", return_report=True, **TINY)
     assert plain["noise"] == "gaussian" and plain["noise_loss"] == "mse" and "noise" not in plain["slices"][0]
+
+
+def test_the_default_fits_gaussian_noise_exactly_as_the_gaussian_setting():
+    """denoise() with no options estimates the noise; on Gaussian noise (clipped to 8 bits, as
+    saved images are) it picks the Gaussian model, the squared error and the variance rule:
+    the same output, bit for bit, as noise='gaussian'."""
+    rng = np.random.default_rng(5)
+    img = np.clip(_scene() + rng.normal(0, 20, (64, 64)), 0, 255).astype(np.uint8)
+    small = dict(TINY, iterations=30)
+    out, report = api.denoise(img, return_report=True, **small)
+    (record,) = report["slices"]
+    assert report["noise"] == "auto" and record["noise"]["kind"] == "gaussian"
+    assert record["loss"] == "mse" and record["stop_rule"] == "auto"
+    same = api.denoise(img, noise="gaussian", **small)
+    np.testing.assert_array_equal(out, same)
+
+
+def test_a_given_loss_is_used_as_is_and_refused_with_a_noise_model():
+    img = np.clip(_scene() + np.random.default_rng(6).normal(0, 5, (64, 64)), 0, 255).astype(np.uint8)
+    _, report = api.denoise(img, loss="mse", return_report=True, **TINY)
+    assert "noise" not in report["slices"][0]  # no estimate: the loss given is the fidelity
+    with pytest.raises(ValueError, match="both set the data fidelity"):
+        api.denoise(img, loss="mse", noise="poisson-gaussian", **TINY)
 
 
 def test_models_become_losses_in_the_fit_units():

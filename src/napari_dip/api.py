@@ -315,7 +315,8 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
             record = _slice_record(index, g, result, restored, obs[g], truth, config)
             record.update(batch=n, warm_start=warm, precision=settings.precision, lr_ramp=settings.lr_ramp)
             if models:
-                record.update(config.noise.record(*models[g]), stop_rule=getattr(rule, "name", config.stop))
+                record.update(config.noise.record(*models[g]), stop_rule=getattr(rule, "name", config.stop),
+                              loss=config.noise.loss if fidelity_now is not None else "mse")
             if result.cancelled:
                 cancelled = True
                 record["partial"] = True
@@ -654,6 +655,9 @@ class Options:
             raise TypeError(f"stopping must be a dict of settings to change, got {self.stopping!r}")
         if self.loss is not None and not isinstance(self.loss, str) and not callable(self.loss):
             raise TypeError(f"loss must be a registered loss name or a loss object, got {self.loss!r}")
+        if self.loss is not None and (self.noise not in ("gaussian", "auto") or self.noise_params is not None):
+            raise ValueError(f"loss and noise={self.noise!r}{' with noise_params' if self.noise_params else ''} "
+                             "both set the data fidelity; give one of them")
         if self.warm_start is not None and not isinstance(self.warm_start, bool):
             raise TypeError(f"warm_start must be True, False or None, got {self.warm_start!r}")
         return self
@@ -662,7 +666,8 @@ class Options:
         return make_config(task, preset=self.preset, factor=factor, iterations=self.iterations, lr=self.lr,
                            stop=self.stop, seed=self.seed, precision=self.precision, network=self.network,
                            code=self.code, architecture=self.architecture, stopping=self.stopping,
-                           parallel=self.parallel, noise=self.noise, noise_params=self.noise_params)
+                           parallel=self.parallel, noise_params=self.noise_params,
+                           noise="gaussian" if self.loss is not None else self.noise)  # a given loss: as is
 
 
 def _restore(task: str, image, options: Options, *, factor: int = 1, inputs: dict | None = None,
@@ -761,7 +766,7 @@ def shared_options(func):
 def denoise(image, *, preset=None, iterations=None, lr=None, stop="auto", ground_truth=None, seed=0,
             device="auto", channel_axis=None, precision=None, architecture=None, network=None,
             stopping=None, code=None, batch_size=None, warm_start=None, parallel=None,
-            loss=None, noise="gaussian", noise_params=None, tile_size=None, max_memory=None,
+            loss=None, noise="auto", noise_params=None, tile_size=None, max_memory=None,
             return_report=False, callback=None, cancel=None):
     """Denoise an image with Deep Image Prior (A = identity).
 
@@ -772,9 +777,13 @@ def denoise(image, *, preset=None, iterations=None, lr=None, stop="auto", ground
         slice. Integer or float; not modified.
     ground_truth : ndarray, optional
         The clean image (the output's shape): PSNR and SSIM in the report.
-    noise : {'gaussian', 'auto', 'poisson-gaussian', 'poisson', 'rician'}
-        Denoising only: the noise model (see :mod:`napari_dip.core.noise_setup`); a model
-        other than 'gaussian' sets the loss.
+    noise : {'auto', 'gaussian', 'poisson-gaussian', 'poisson', 'rician'}
+        Denoising only: the noise model (see :mod:`napari_dip.core.noise_setup`). 'auto' (the
+        default) estimates a model per slice: Gaussian noise is fitted with the squared error
+        and the variance stopping rule, exactly as 'gaussian'; signal-dependent noise (shot
+        noise) with the model's loss and the discrepancy stop (docs/real-noise.md). A
+        ``loss`` given with 'auto' is used as is (the Gaussian setting); with another model
+        it is refused.
     noise_params : (float, float), optional
         Denoising only: (a, b) of variance = a * x + b in the input's units, instead of an
         estimate per slice.

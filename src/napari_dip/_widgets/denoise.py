@@ -7,7 +7,7 @@ from magicgui.widgets import ComboBox, Label
 from .curve import NoisePlot
 from .form import TaskForm
 
-NOISE_CHOICES = ("gaussian", "auto", "poisson-gaussian", "poisson", "rician")  # core.noise, without torch
+NOISE_CHOICES = ("auto", "gaussian", "poisson-gaussian", "poisson", "rician")  # core.noise, without torch
 METHODS = (("Deep Image Prior", "dip"), ("VST+BM3D (classical)", "vst-bm3d"),
            ("non-local means (classical)", "nlm"))  # baselines.BASELINES
 METHOD_TITLES = {"vst-bm3d": "VST+BM3D", "nlm": "NLM"}
@@ -25,10 +25,11 @@ class DenoiseWidget(TaskForm):
                          tooltip="Deep Image Prior, or a classical denoiser to compare with under the same "
                                  "noise model (the network, iteration and stopping settings do not apply "
                                  "to it; VST+BM3D needs pip install 'napari-dip[baselines]')"),
-                ComboBox(name="noise", choices=NOISE_CHOICES, value="gaussian",
-                         tooltip="Noise model: gaussian (the squared error); auto, poisson-gaussian, poisson: "
-                                 "variance a x + b estimated per slice and used as the loss (fluorescence, "
-                                 "EM photon noise); rician: MRI magnitude images"),
+                ComboBox(name="noise", choices=NOISE_CHOICES, value="auto",
+                         tooltip="Noise model: auto (estimated per slice: Gaussian noise is fitted as with "
+                                 "gaussian, shot noise with its model); gaussian (the squared error); "
+                                 "poisson-gaussian, poisson: variance a x + b estimated per slice and used "
+                                 "as the loss (fluorescence, EM photon noise); rician: MRI magnitude images"),
                 readout]
 
     @staticmethod

@@ -28,11 +28,11 @@ def register(sub) -> None:
     p.set_defaults(func=run_baseline)
 
 
-def add_noise_options(p: argparse.ArgumentParser, default: str = "auto") -> None:
+def add_noise_options(p: argparse.ArgumentParser) -> None:
     """--noise and --noise-params."""
-    p.add_argument("--noise", default=default, choices=NOISE_CHOICES,
-                   help=f"noise model: auto (chosen per slice by goodness of fit), gaussian, poisson-gaussian, "
-                        f"poisson or rician (MRI magnitude); default {default}")
+    p.add_argument("--noise", default="auto", choices=NOISE_CHOICES,
+                   help="noise model: auto (default; chosen per slice by goodness of fit), gaussian, "
+                        "poisson-gaussian, poisson or rician (MRI magnitude)")
     p.add_argument("--noise-params", type=_params, metavar="A,B",
                    help="variance = A * intensity + B in the input's units (e.g. camera gain and read "
                         "noise variance), instead of estimating them")

@@ -30,7 +30,7 @@ def register(sub) -> None:
                                                          "one slice's shape or the whole input's")
         add_shared_options(p)
         if name == "denoise":
-            add_noise_options(p, default="gaussian")
+            add_noise_options(p)  # auto: estimated per slice (docs/real-noise.md)
         add_dip_options(p)
         add_volume_options(p)
         add_tiling_options(p)
