@@ -45,7 +45,7 @@ def test_zarr_run_matches_npy_reads_a_slice_at_a_time_and_resumes(tmp_path, caps
     src = zarr.create_array(str(tmp_path / "v.zarr"), shape=vol.shape, chunks=(2, 16, 16), dtype="float32",
                             attributes={"origin": "microscope 3"})
     src[...] = vol
-    config = make_config("denoise", iterations=3, stop="fixed")
+    config = make_config("denoise", iterations=3, stop="fixed", noise="auto")  # the CLI's default
     image, meta = read_image(tmp_path / "v.npy")
     process_volume(config, image, meta, tmp_path / "ref.npy")
     lazy, zmeta = read_image(tmp_path / "v.zarr")
