@@ -155,6 +155,61 @@ def test_a_loss_jump_restarts_only_its_own_problem():
         np.testing.assert_allclose(together.loss_curve[:, i], single.loss_curve[:, 0], rtol=1e-4)
 
 
+def _weights(config, observed, seeds, spike=None):
+    """The per-problem weight rows (G, ...) of every parameter after a fit."""
+    problem = build_problem(config, torch.from_numpy(observed), seeds=seeds)
+    if spike is not None:
+        problem.operator = spike
+    drain(fit(problem, config.fit, config.stop_rule(len(seeds)), device=CPU))
+    return [p.detach().unflatten(0, (len(seeds), -1)) for p in problem.network.parameters()]
+
+
+def test_a_loss_jump_puts_the_weights_back_exactly_where_the_last_snapshot_was():
+    # the snapshot of iteration 10 holds the weights after 9 steps; a jump at 15 must leave
+    # its problem there, not where Adam's momentum carries the restored weights
+    _, noisy = _stack(2)
+    config = make_config("denoise", network=TINY, iterations=15, stop="fixed", precision="fp32", lr=0.05)
+    jumped = _weights(config, noisy[:, None], [1, 2], spike=_Spike(15, [0]))
+    nine = _weights(replace(config, fit=replace(config.fit, iterations=9)), noisy[:, None], [1, 2])
+    clean_run = _weights(config, noisy[:, None], [1, 2])
+    for after_jump, at_nine, undisturbed in zip(jumped, nine, clean_run):
+        torch.testing.assert_close(after_jump[0], at_nine[0], rtol=0, atol=0)
+        torch.testing.assert_close(after_jump[1], undisturbed[1], rtol=1e-5, atol=1e-6)
+
+
+def test_falling_back_restores_the_saved_adam_moments_of_those_problems_only():
+    from napari_dip.core.scheduler import LayoutAdam
+    w = torch.nn.Parameter(torch.zeros(4, 3))  # 2 problems of 2 rows each
+    opt = LayoutAdam([w], lr=0.1, device=CPU)
+
+    def step(g):
+        w.grad = torch.full_like(w, g)
+        opt.step(0.1)
+
+    step(1.0)
+    opt.save()
+    saved = {k: v.clone() for k, v in opt.optimizer.state[opt.views[0]].items() if v.ndim}
+    step(-3.0)
+    step(2.0)
+    opt.fall_back(torch.tensor([True, False]), 2)
+    state = opt.optimizer.state[opt.views[0]]
+    for key in ("exp_avg", "exp_avg_sq"):
+        torch.testing.assert_close(state[key][:2], saved[key][:2], rtol=0, atol=0)
+        assert not torch.allclose(state[key][2:], saved[key][2:])
+
+
+def test_a_loss_that_is_not_finite_counts_as_a_jump():
+    class _NaN(_Spike):
+        def __call__(self, x):
+            self.calls += 1
+            return x * float("nan") if self.calls == self.at else x
+
+    config = make_config("denoise", network=TINY, iterations=12, stop="fixed", precision="fp32")
+    _, noisy = _stack(1)
+    result = _fit(config, noisy[:, None], [1], spike=_NaN(6, [0]))
+    assert result.restarts == 1 and np.isfinite(result.loss_curve).all() and np.isfinite(result.output).all()
+
+
 def test_run_in_batches_gives_the_slices_of_run_one_at_a_time():
     clean, noisy = _stack(5)
     config = make_config("denoise", network=TINY, iterations=12, stop="fixed", precision="fp32",

@@ -196,8 +196,8 @@ def resolve_layout(layout: str, amp: torch.dtype | None) -> torch.memory_format:
 
 
 def problem_bytes(make: Callable[[], nn.Module], code_shape: Sequence[int]) -> int:
-    """Device memory one problem of a fit needs: fp32 weights x 4 (weights, gradients, two
-    Adam moments) and the activations kept for the backward pass, counted by a forward pass
+    """Device memory one problem of a fit needs: fp32 weights x 7 (weights, gradients, two
+    Adam moments, and the weights and moments a loss jump falls back to) and the activations kept for the backward pass, counted by a forward pass
     on the meta device (no memory, no compute)."""
     total = 0
 
@@ -211,7 +211,7 @@ def problem_bytes(make: Callable[[], nn.Module], code_shape: Sequence[int]) -> i
         code = torch.empty(1, *code_shape)
     with torch.autograd.graph.saved_tensors_hooks(count, lambda t: t):
         out = net(code)
-    return total + 4 * out.numel() * 4 + 16 * sum(p.numel() for p in net.parameters())
+    return total + 4 * out.numel() * 4 + 7 * 4 * sum(p.numel() for p in net.parameters())
 
 
 def _step(a: Group, it: int, settings: FitSettings, autocast, prev_out, prev_loss):
@@ -234,25 +234,26 @@ def _step(a: Group, it: int, settings: FitSettings, autocast, prev_out, prev_los
     per_problem.sum().backward()
     loss_now = per_problem.detach().cpu()
     out = out.detach()
+    # a loss that is not finite counts as a jump: its gradient would poison the weights
     jumped = (torch.zeros(a.n, dtype=torch.bool) if prev_loss is None
-              else loss_now > settings.loss_jump * prev_loss)
+              else (loss_now > settings.loss_jump * prev_loss) | ~torch.isfinite(loss_now))
+    if not bool(jumped.any()) and it % SNAPSHOT_EVERY == 0:
+        with torch.no_grad():
+            torch._foreach_copy_(a.good, [p.detach() for p in a.params])
+        a.opt.save()
+    a.opt.step(settings.lr * min(1.0, it / settings.lr_ramp) if settings.lr_ramp else settings.lr)
     if bool(jumped.any()):
-        # Per problem: the loss jumped, so go back to the last good weights (at most
-        # SNAPSHOT_EVERY iterations old), drop this gradient and repeat the last good
-        # output and loss. The optimiser still counts the step, so problems fitted in
-        # one batch follow the paths they follow alone.
+        # Per problem: the loss jumped, so this step is undone and the problem goes back to
+        # its last good weights and Adam moments (at most SNAPSHOT_EVERY iterations old),
+        # repeating the last good output and loss. The optimiser still counts the step, so
+        # problems fitted in one batch follow the paths they follow alone.
         keep = jumped.to(device)
         with torch.no_grad():
             for r, g in zip(rows([p.detach() for p in a.params], a.n), rows(a.good, a.n)):
                 r[keep] = g[keep]
-            for grad in rows([p.grad for p in a.params], a.n):
-                grad[keep] = 0
+        a.opt.fall_back(keep, a.n)
         out = torch.where(keep.view(-1, 1, 1, 1), prev_out, out)
         loss_now = torch.where(jumped, prev_loss, loss_now)
-    elif it % SNAPSHOT_EVERY == 0:
-        with torch.no_grad():
-            torch._foreach_copy_(a.good, [p.detach() for p in a.params])
-    a.opt.step(settings.lr * min(1.0, it / settings.lr_ramp) if settings.lr_ramp else settings.lr)
     if hasattr(a.net, "dropout_off"):
         # Networks with dropout are judged with it off (one more forward pass).
         with torch.no_grad(), a.net.dropout_off(), autocast():

@@ -33,6 +33,7 @@ class LayoutAdam:
         self.views = [_contiguous_view(p.detach()) for p in self.params]
         fused = {"fused": True} if device.type in ("cpu", "cuda") else {}
         self.optimizer = torch.optim.Adam(self.views, lr=lr, **fused)
+        self.saved: dict[torch.Tensor, dict[str, torch.Tensor]] = {}  # moments at the last save()
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -44,27 +45,59 @@ class LayoutAdam:
         self.optimizer.param_groups[0]["lr"] = lr
         self.optimizer.step()
 
+    def save(self) -> None:
+        """Remember the Adam moments, for :meth:`fall_back` (the caller saves the weights)."""
+        for view in self.views:
+            state = self.optimizer.state.get(view)
+            if not state:
+                continue
+            saved = self.saved.setdefault(view, {})
+            for key in MOMENTS:
+                if key in saved:
+                    saved[key].copy_(state[key])
+                else:
+                    saved[key] = state[key].clone()
+
+    @torch.no_grad()
+    def fall_back(self, keep: torch.Tensor, n: int) -> None:
+        """Give the problems ``keep`` (bool, one per problem of ``n``) the moments of the last
+        :meth:`save` (zero before the first), so momentum does not carry them on."""
+        for view in self.views:
+            state = self.optimizer.state.get(view)
+            if not state:
+                continue
+            saved = self.saved.get(view)
+            for key in MOMENTS:
+                moment = state[key].unflatten(0, (n, -1))
+                moment[keep] = saved[key].unflatten(0, (n, -1))[keep] if saved else 0
+
     @classmethod
     def gather(cls, params: Sequence[torch.Tensor], k: int, parts) -> "LayoutAdam":
-        """Adam for ``params`` packing ``k`` problems, carrying their moments and step counts
-        over from ``parts``: (optimiser, problems it packs, their rows there, their rows here)."""
+        """Adam for ``params`` packing ``k`` problems, carrying their moments, saved moments and
+        step counts over from ``parts``: (optimiser, problems it packs, their rows there, their
+        rows here)."""
         first = parts[0][0]
         new = cls(params, first.optimizer.param_groups[0]["lr"], params[0].device)
         for i, view in enumerate(new.views):
-            old = first.optimizer.state.get(first.views[i])
-            if not old:
-                continue
-            state = {}
-            for key, value in old.items():
-                if value.ndim == 0:  # the step count, the same for every problem of a fit
-                    state[key] = value.clone()
+            for states, into in ((lambda opt: opt.optimizer.state, new.optimizer.state),
+                                 (lambda opt: opt.saved, new.saved)):
+                old = states(first).get(first.views[i])
+                if not old:
                     continue
-                state[key] = view.new_empty(view.shape)
-                for opt, n, src, dst in parts:
-                    moment = opt.optimizer.state[opt.views[i]][key]
-                    state[key].unflatten(0, (k, -1))[dst] = moment.unflatten(0, (n, -1))[src]
-            new.optimizer.state[view] = state
+                state = {}
+                for key, value in old.items():
+                    if value.ndim == 0:  # the step count, the same for every problem of a fit
+                        state[key] = value.clone()
+                        continue
+                    state[key] = view.new_empty(view.shape)
+                    for opt, n, src, dst in parts:
+                        moment = states(opt)[opt.views[i]][key]
+                        state[key].unflatten(0, (k, -1))[dst] = moment.unflatten(0, (n, -1))[src]
+                into[view] = state
         return new
+
+
+MOMENTS = ("exp_avg", "exp_avg_sq")  # Adam's per-weight state (without amsgrad)
 
 
 def _contiguous_view(t: torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:
