@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from napari_dip.core.inputs import CODES, gaussian_blur3, make_code, perlin
-from napari_dip.decoder import code_kind, grid_codes
+from napari_dip.core.tiling import TileGrid
+from napari_dip.decoder import code_kind, spanning_code
 
 
 def gen(seed=0):
@@ -91,12 +92,12 @@ def test_every_kind_has_its_shape_and_unknown_kinds_fail():
 
 @pytest.mark.parametrize("kind", ["blurred", "perlin"])
 def test_patch_codes_are_pieces_of_one_coherent_code(kind):
-    shape, grid = (4, 6, 5), (2, 3)
-    parts = grid_codes(kind, shape, grid, 7, feature_size=4)
+    whole = spanning_code(kind, (4, 12, 15), 7, feature_size=4)
+    grid = TileGrid.make((12, 15), (6, 5), 0)  # 2 x 3 abutting patches
+    parts = grid.cut(whole)
     assert parts.shape == (6, 4, 6, 5)
-    whole = grid_codes(kind, (4, 12, 15), (1, 1), 7, feature_size=4)[0]
     rebuilt = parts.reshape(2, 3, 4, 6, 5).permute(2, 0, 3, 1, 4).reshape(4, 12, 15)
-    torch.testing.assert_close(rebuilt, whole)  # a 1x1 grid of the whole = the stitched patches
+    torch.testing.assert_close(rebuilt, whole)  # the patches put side by side are the whole code
     # across the seam between patch (0, 0) and (0, 1) the code stays correlated
     seam_left, seam_right = parts[0, :, :, -1].flatten(), parts[1, :, :, 0].flatten()
     far = parts[5, :, :, 0].flatten()

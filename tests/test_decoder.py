@@ -131,3 +131,62 @@ def test_stacks_are_refused_with_a_hint():
     with pytest.raises(ValueError, match="one 2D image"):
         fit_decoder(np.zeros((2, 16, 16), np.float32), iterations=1, **SMALL)
     assert parse_grid("4x5") == (4, 5) and parse_grid(3) == (3, 3)
+
+
+def _band_psnr(a, b, lines, axis, band=3):
+    mask = np.zeros(a.shape, bool)
+    for v in lines:
+        if axis == 0:
+            mask[max(0, v - band):v + band] = True
+        else:
+            mask[:, max(0, v - band):v + band] = True
+    return psnr(a[mask], b[mask])
+
+
+def test_tiles_fit_like_the_whole_image_and_blend_without_seams():
+    img = phantom(64, 80)
+    whole = fit_decoder(img, iterations=150, **SMALL)
+    tiled = fit_decoder(img, iterations=150, tile_size=48, **SMALL)
+    r = tiled.report
+    assert r["tiled"] and not whole.report["tiled"] and tiled.output.shape == img.shape
+    assert r["patches"] == "2x3" and r["patch_size"] == [48, 48]  # overlaps >= 32 px
+    assert [(p["y"], p["x"]) for p in r["patch_metrics"]] == [(0, 0), (0, 16), (0, 32), (16, 0), (16, 16), (16, 32)]
+    assert len(tiled.patches) == 6 and psnr(tiled.output, img) > psnr(whole.output, img) - 1.0
+    # the hand-over lines (centres of the overlaps) are as good as the image elsewhere
+    ys, xs = (32,), (32, 48)
+    assert _band_psnr(tiled.output, img, ys, 0) > psnr(tiled.output, img) - 1.5
+    assert _band_psnr(tiled.output, img, xs, 1) > psnr(tiled.output, img) - 1.5
+
+
+def test_overlapping_tiles_share_their_code_where_they_overlap():
+    from napari_dip.decoder import _settings
+    img = phantom(64, 80)
+    kw = dict(task="fit", channels=16, blocks=3, scale=4, upsample="bilinear", code="blurred", code_3d=False,
+              feature_size=4.0, patches="1x1", ensemble=2, factor=2, mask=None, iterations=10, lr=0.01,
+              stop="fixed", seed=3, ground_truth=None, channel_axis=None, precision=None, preview_every=0,
+              device="cpu", max_memory=None)
+    config, parts, _, batch = _settings(img, tile_size=48, **kw)
+    parts(config, src=img[None, None], gt=None, mask=None, intensity=None, spatial=(64, 80))
+    codes = parts.codes([(0, t) for t in range(parts.count)])  # 2 members x 6 tiles of 12 x 12 code pixels
+    assert codes.shape == (12, 16, 12, 12) and batch == 12
+    # tiles 0 and 1 lie side by side 16 output (4 code) pixels apart: 8 code columns in common
+    np.testing.assert_array_equal(codes[0][..., 4:].numpy(), codes[1][..., :8].numpy())
+    assert not np.allclose(codes[0].numpy(), codes[6].numpy())  # members have their own codes
+
+
+def test_a_budget_too_small_for_the_whole_image_picks_tiles_and_batches_it_holds():
+    from napari_dip.core.memory import fit_bytes
+    from napari_dip.core.nets.decoder import DecoderConfig
+    img = phantom(256, 256)
+    net = DecoderConfig(channels=16, blocks=3, scale=4)
+    whole = fit_bytes(net, 1, (256, 256), precision="fp32")
+    res = fit_decoder(img, iterations=2, max_memory=whole // 2, **SMALL)
+    r = res.report
+    assert r["tiled"] and r["patch_size"][0] < 256 and res.output.shape == img.shape
+    per_tile = fit_bytes(net, 1, tuple(r["patch_size"]), precision="fp32")
+    assert 1 <= r["batch_size"] < 16 and r["batch_size"] * per_tile <= whole // 2
+
+
+def test_patches_and_tiles_together_are_refused_in_one_line():
+    with pytest.raises(ValueError, match="patches=2x2 and tiles are two ways of cutting the image"):
+        fit_decoder(phantom(64, 80), patches="2x2", tile_size=32, iterations=2, **SMALL)

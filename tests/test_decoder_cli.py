@@ -50,3 +50,19 @@ def test_one_slice_of_a_volume_and_errors(tmp_path, capsys):
     assert "pick one slice with --slice" in capsys.readouterr().err
     assert main(["decoder", str(src), "-o", str(out), "--slice", "1", "--preset", "paper"]) == 2
     assert "--preset does not apply" in capsys.readouterr().err
+
+
+def test_a_tiled_decoder_run_prints_its_plan_and_writes_no_tile_files(tmp_path, capsys):
+    src = tmp_path / "in.tif"
+    tifffile.imwrite(src, phantom(64, 80))
+    out = tmp_path / "fit.tif"
+    rep = tmp_path / "r.json"
+    code = main(["decoder", str(src), "-o", str(out), "--channels", "8", "--blocks", "2", "--scale", "4",
+                 "--tile-size", "48", "--iterations", "3", "--device", "cpu", "--report", str(rep)])
+    assert code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.tif", "in.tif", "r.json"]
+    assert tifffile.imread(out).shape == (64, 80)
+    report = json.loads(rep.read_text())
+    assert report["tiled"] and report["patches"] == "2x3" and report["batch_size"] >= 1
+    err = capsys.readouterr().err
+    assert "tiling: 6 tile(s) of 48x48 (2 x 3) x 1 member(s) in batches of" in err

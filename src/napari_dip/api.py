@@ -232,7 +232,8 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
         if todo:
             log.info("tiling: %s", tiles.summary(len(todo), batch))
     tile_records: dict[int, list[dict]] = {}  # the finished problems of slices cut into several
-    eta = None if tiles is None else _TileClock(len(units))
+    # Runs cut into tiles (the api's, or a decoder's) count down over all their tiles.
+    eta = _TileClock(len(units)) if getattr(expansion, "tiled", False) else None
     start = time.perf_counter()
     cancelled = False
     torch = _torch()
@@ -286,7 +287,7 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
         else:  # the parts' previews; none for tiles (tile-sized)
             previews = None if tiles is not None else (lambda p, group=group: expansion.preview(group, p))
         result: FitResult = yield from _relay(gen, members, first, len(units), previews,
-                                              None if tiles is None else tuple(t for _, t in group), clock, eta)
+                                              None if eta is None else tuple(t for _, t in group), clock, eta)
         if warm_start and not result.cancelled:
             previous = (problem.network, n)
             if target is None and len(result.loss_curve):
@@ -300,7 +301,7 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
                     tile_store.put(index, t, restored, record)
             yield from _blend_tiles(expansion, group, outputs, cancelled, out_slices, tile_records, records, gt,
                                     intensity, config, len(todo))
-            if tiles is not None:
+            if eta is not None:
                 eta.finish(n, time.perf_counter() - began)
                 log.info("tiling: %d/%d tile(s) done in %.0f s, about %.0f s left", first + n, len(units),
                          time.perf_counter() - start, eta.left(first + n))

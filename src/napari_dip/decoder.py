@@ -4,11 +4,15 @@ Every fit goes through :func:`napari_dip.api.run` (and so the one loop,
 :func:`napari_dip.core.fit.fit`) with the task's operator from :mod:`napari_dip.core.task`:
 each slice expands into G problems, the N ensemble members times the R x C patches
 (:class:`DecoderParts`), packed as separate networks with seeds ``seed .. seed + G - 1``
-(member m, patch p has seed ``seed + m * R * C + p``). :func:`decoder_run` walks a stack
-(the widget's "all slices"); :func:`fit_decoder` fits one image.
+(member m, patch p has seed ``seed + m * R * C + p``). Patches of a grid abut; an image too
+large for the memory budget (or ``tile_size``) is fitted as overlapping tiles instead, blended
+back without seams (:mod:`napari_dip.core.tiling`), in batches the budget holds. Either way
+one spatially coherent code spans the image and each problem gets its piece of it.
+:func:`decoder_run` walks a stack (the widget's "all slices"); :func:`fit_decoder` fits one image.
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -16,6 +20,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .arrays import Intensity, check_image, layout_of, pad_reflect, padded_size
+from .core.tiling import TileGrid
+
+log = logging.getLogger("napari_dip")
 
 TASKS = ("fit", "denoise", "superres", "inpaint")
 CODE_KINDS = ("uniform", "blurred", "perlin")
@@ -61,80 +68,67 @@ def code_kind(code: str, code_3d: bool) -> str:
     return kind + "-3d" if code_3d else kind
 
 
-def grid_codes(kind: str, shape: tuple[int, int, int], grid: tuple[int, int], seed: int, *,
-               feature_size: float):
-    """One code (k, R*h0, C*w0) for the whole grid, cut into R*C patch codes (R*C, k, h0, w0).
-
-    Neighbouring patches get neighbouring pieces of one spatially coherent code; a 1 x 1 grid
-    gets exactly the code of a single fit.
-    """
+def spanning_code(kind: str, shape: tuple[int, int, int], seed: int, *, feature_size: float):
+    """One code (k, H0, W0) spanning a whole grid; its tiles are cut from it, so neighbouring
+    tiles get neighbouring (or, where they overlap, the same) pieces of one spatially coherent
+    code, and a grid of one tile gets exactly the code of a single fit."""
     import torch
 
     from .core.inputs import make_code
     k, h0, w0 = shape
-    rows, cols = grid
     gen = torch.Generator().manual_seed(int(seed) + 2)
-    full = make_code(kind, k, rows * h0, cols * w0, generator=gen, feature_size=feature_size)
-    return full.reshape(k, rows, h0, cols, w0).permute(1, 3, 0, 2, 4).reshape(rows * cols, k, h0, w0)
-
-
-def _cut(x: np.ndarray, grid: tuple[int, int], ph: int, pw: int) -> np.ndarray:
-    """(C, R*ph, C*pw) -> (R*C, C, ph, pw), row by row."""
-    rows, cols = grid
-    c = x.shape[0]
-    return x.reshape(c, rows, ph, cols, pw).transpose(1, 3, 0, 2, 4).reshape(rows * cols, c, ph, pw)
-
-
-def _stitch(x: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
-    """(N, R*C, C, ph, pw) -> (N, C, R*ph, C*pw)."""
-    n, _, c, ph, pw = x.shape
-    rows, cols = grid
-    return x.reshape(n, rows, cols, c, ph, pw).transpose(0, 3, 1, 4, 2, 5).reshape(n, c, rows * ph, cols * pw)
+    return make_code(kind, k, h0, w0, generator=gen, feature_size=feature_size)
 
 
 class DecoderParts:
-    """The problems of every slice of a run: N ensemble members x R x C patches.
+    """The problems of every slice of a run: N ensemble members x the tiles of a grid.
 
-    Problem t of a slice is member ``t // (R * C)``, patch ``t % (R * C)`` (row by row) with
-    seed ``seed + t``; each patch observes its piece of the slice padded by reflection to the
-    grid, and its code is its piece of the member's one coherent code over the grid.
-    :func:`napari_dip.api.run` calls the object with the run's slices (see its ``parts``) and
-    hands every finished problem to :meth:`add`; a slice's output is its members' mean,
-    clipped to [0, 1] in the fit's units, and :meth:`result` gives all that was fitted.
+    ``grid`` (a :class:`~napari_dip.core.tiling.TileGrid` on the observed image) is either R x C
+    abutting patches or overlapping tiles. Problem t of a slice is member ``t // T``, tile
+    ``t % T`` (T tiles, row by row) with seed ``seed + t``; each tile observes its piece of the
+    slice padded by reflection to the grid, and its code is its piece of the member's one
+    coherent code over the grid. :func:`napari_dip.api.run` calls the object with the run's
+    slices (see its ``parts``) and hands every finished problem to :meth:`add`; a member's image
+    is its tiles blended with the grid's weights (abutting patches: put side by side), a
+    slice's output the members' mean, clipped to [0, 1] in the fit's units, and :meth:`result`
+    gives all that was fitted.
     """
 
-    def __init__(self, *, grid: tuple[int, int], ensemble: int, patch: tuple[int, int], code: str,
-                 code_3d: bool, feature_size: float, reference: bool, channel_axis: int | None):
-        self.grid, self.ensemble, self.patch = grid, ensemble, patch
+    def __init__(self, *, grid: TileGrid, ensemble: int, code: str, code_3d: bool, feature_size: float,
+                 reference: bool, channel_axis: int | None, tiled: bool = False):
+        self.grid, self.ensemble, self.tiled = grid, ensemble, tiled
         self.code, self.code_3d, self.feature_size = code, code_3d, feature_size
         self.kind = code_kind(code, code_3d)
         self.reference = reference  # the image is its own reference (task 'fit' with no ground truth)
         self.channel_axis = channel_axis  # where a slice's results keep their channels
-        self.outputs: dict[int, dict[int, np.ndarray]] = {}  # slice -> problem -> (C, ph f, pw f)
-        self.fits: dict[int, dict] = {}  # slice -> members, mean, std, stitched mean (fit units)
+        self.outputs: dict[int, dict[int, np.ndarray]] = {}  # slice -> problem -> (C, th f, tw f)
+        self.fits: dict[int, dict] = {}  # slice -> members, mean, std, blended mean (fit units)
         self._codes: dict[int, object] = {}
 
     def __call__(self, config, *, src, gt, mask, intensity: Intensity, spatial: tuple[int, int]) -> "DecoderParts":
         self.config, self.src, self.gt, self.mask, self.intensity = config, src, gt, mask, intensity
         self.spatial = spatial
+        self.grid_hr = self.grid.scaled(config.factor)
         return self
 
     @property
+    def tiles(self) -> int:
+        return self.grid.count
+
+    @property
     def count(self) -> int:
-        return self.ensemble * self.grid[0] * self.grid[1]
+        return self.ensemble * self.tiles
 
     @property
     def fitted(self) -> tuple[int, int]:
-        f = self.config.factor
-        return self.patch[0] * f, self.patch[1] * f
+        return self.grid_hr.tile
 
     def seeds(self, batch: Sequence[tuple[int, int]]) -> list[int]:
         return [self.config.seed + t for _, t in batch]
 
-    def _pieces(self, x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        """(C, h, w) padded by reflection to the grid and cut into its R*C patches."""
-        rows, cols = self.grid
-        return _cut(pad_reflect(x, rows * size[0], cols * size[1]), self.grid, *size)
+    def _pieces(self, x: np.ndarray, grid: TileGrid) -> np.ndarray:
+        """(C, h, w) padded by reflection to ``grid`` and cut into its tiles (T, C, th, tw)."""
+        return grid.cut(pad_reflect(x, *grid.covered))
 
     def _truth(self, i: int) -> np.ndarray | None:
         """Slice ``i``'s reference in the fit's units: the ground truth, or the image itself."""
@@ -143,35 +137,38 @@ class DecoderParts:
         return self.intensity.to_unit(self.src[i]) if self.reference else None
 
     def inputs(self, batch: Sequence[tuple[int, int]]):
-        """(observed, reference or None, mask or None) tensors (n, C, ph, pw) of the problems."""
+        """(observed, reference or None, mask or None) tensors (n, C, th, tw) of the problems."""
         import torch
-        n_patch = self.grid[0] * self.grid[1]
         slices = list(dict.fromkeys(i for i, _ in batch))
 
-        def stack(image_of: Callable, size):
-            cut = {i: self._pieces(image_of(i), size) for i in slices}
-            return torch.from_numpy(np.ascontiguousarray(np.stack([cut[i][t % n_patch] for i, t in batch])))
+        def stack(image_of: Callable, grid: TileGrid):
+            cut = {i: self._pieces(image_of(i), grid) for i in slices}
+            return torch.from_numpy(np.ascontiguousarray(np.stack([cut[i][t % self.tiles] for i, t in batch])))
 
-        return (stack(lambda i: self.intensity.to_unit(self.src[i]), self.patch),
-                None if self._truth(slices[0]) is None else stack(self._truth, self.fitted),
-                None if self.mask is None else stack(lambda i: self.mask[i], self.patch))
+        return (stack(lambda i: self.intensity.to_unit(self.src[i]), self.grid),
+                None if self._truth(slices[0]) is None else stack(self._truth, self.grid_hr),
+                None if self.mask is None else stack(lambda i: self.mask[i], self.grid))
 
     def observed(self, i: int, t: int) -> np.ndarray:
-        return self._pieces(self.intensity.to_unit(self.src[i]), self.patch)[t % (self.grid[0] * self.grid[1])]
+        return self._pieces(self.intensity.to_unit(self.src[i]), self.grid)[t % self.tiles]
 
     def codes(self, batch: Sequence[tuple[int, int]]):
-        """Each problem's patch of its member's code (every slice uses the same codes)."""
+        """Each problem's piece of its member's code (every slice uses the same codes)."""
         import torch
-        n_patch = self.grid[0] * self.grid[1]
-        shape = self.config.network.code_shape(*self.fitted)
-        for m in {t // n_patch for _, t in batch} - set(self._codes):
-            self._codes[m] = grid_codes(self.kind, shape, self.grid, self.config.seed + m * n_patch,
-                                        feature_size=self.feature_size)
-        return torch.stack([self._codes[t // n_patch][t % n_patch] for _, t in batch])
+        k, h0, _ = self.config.network.code_shape(*self.fitted)
+        code_grid = self.grid_hr.reduced(self.fitted[0] // h0)
+        for m in {t // self.tiles for _, t in batch} - set(self._codes):
+            whole = spanning_code(self.kind, (k, *code_grid.covered), self.config.seed + m * self.tiles,
+                                  feature_size=self.feature_size)
+            self._codes[m] = code_grid.cut(whole)
+        return torch.stack([self._codes[t // self.tiles][t % self.tiles] for _, t in batch])
 
-    def _stitched(self, outputs: np.ndarray) -> np.ndarray:
-        """(G, C, ph f, pw f) -> (N, C, R ph f, C pw f), the members' stitched patches."""
-        return _stitch(outputs.reshape(self.ensemble, -1, *outputs.shape[1:]), self.grid)
+    def _blended(self, outputs: np.ndarray) -> np.ndarray:
+        """(N * T, C, th f, tw f) -> (N, C, H', W'), each member's tiles blended over the grid."""
+        members = np.zeros((self.ensemble, outputs.shape[1], *self.grid_hr.covered), np.float32)
+        for t, tile in enumerate(outputs):
+            self.grid_hr.add(members[t // self.tiles], tile, t % self.tiles)
+        return members
 
     def _crop(self, x: np.ndarray) -> np.ndarray:
         f = self.config.factor
@@ -184,7 +181,7 @@ class DecoderParts:
         done[t] = restored
         if len(done) < self.count:
             return False
-        padded = self._stitched(np.stack([done[k] for k in range(self.count)]))
+        padded = self._blended(np.stack([done.pop(k) for k in range(self.count)]))
         members = np.clip(self._crop(padded), 0, 1)
         mean = members.mean(0)
         self.fits[i] = {"members": members, "mean": mean, "std": members.std(0), "mean_padded": padded.mean(0)}
@@ -192,13 +189,13 @@ class DecoderParts:
         return True
 
     def preview(self, batch: Sequence[tuple[int, int]], preview: np.ndarray) -> np.ndarray | None:
-        """The members' stitched mean of every slice of ``batch`` in the input's units, or None
+        """The members' blended mean of every slice of ``batch`` in the input's units, or None
         unless the batch holds all of their problems."""
         slices = list(dict.fromkeys(i for i, _ in batch))
         if len(batch) != len(slices) * self.count:
             return None
         per_slice = preview.reshape(len(slices), self.count, *preview.shape[1:])
-        return np.stack([self.intensity.from_unit(self._crop(self._stitched(p).mean(0)))
+        return np.stack([self.intensity.from_unit(self._crop(self._blended(p).mean(0)))
                          for p in per_slice]).astype(np.float32)
 
     def _user(self, x: np.ndarray) -> np.ndarray:
@@ -211,10 +208,7 @@ class DecoderParts:
         report)."""
         fit = self.fits[i]
         intensity = self.intensity
-        f = self.config.factor
-        rows, cols = self.grid
-        patches = [self._user(intensity.from_unit(np.clip(p, 0, 1)))
-                   for p in _cut(fit["mean_padded"], self.grid, *self.fitted)]
+        patches = [self._user(intensity.from_unit(np.clip(p, 0, 1))) for p in self.grid_hr.cut(fit["mean_padded"])]
         report = _report(self, i, fitted, header)
         return DecoderResult(output=self._user(intensity.from_unit(fit["mean"])),
                              members=np.stack([self._user(intensity.from_unit(m)) for m in fit["members"]]),
@@ -223,11 +217,16 @@ class DecoderParts:
 
 
 def _settings(image, *, task, channels, blocks, scale, upsample, code, code_3d, feature_size, patches, ensemble,
-              factor, mask, iterations, lr, stop, seed, ground_truth, channel_axis, precision, preview_every):
+              factor, mask, iterations, lr, stop, seed, ground_truth, channel_axis, precision, preview_every,
+              device, tile_size, max_memory):
     """Validate a decoder run's settings (one clear error each, before any compute): the task's
-    config, its parts and the run's inputs."""
+    config, its parts, the run's inputs and its batch size (every problem in one batch, unless
+    the memory plan holds fewer)."""
+    from .core.fit import resolve_device
+    from .core.memory import format_bytes, plan
     from .core.nets.decoder import DecoderConfig
     from .core.task import make_config
+    from .tiled import overlap_for
 
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
@@ -253,6 +252,20 @@ def _settings(image, *, task, channels, blocks, scale, upsample, code, code_3d, 
         raise ValueError(f"patches={rows}x{cols} with scale {scale} leaves whole patches outside the "
                          f"{h}x{w} image (patch sides are rounded up to multiples of the scale, here "
                          f"{ph}x{pw}); use fewer patches or a smaller scale")
+    memory = plan((ph * f, pw * f), net, channels=layout.channels, factor=f, device=resolve_device(device),
+                  max_memory=max_memory, tile_size=tile_size, precision=config.fit.precision)
+    tiled = memory.tile is not None
+    if tiled and grid != (1, 1):
+        raise ValueError(f"patches={rows}x{cols} and tiles are two ways of cutting the image; a patch of "
+                         f"{ph * f}x{pw * f} does not fit the memory budget whole: use more patches, or "
+                         "patches=1x1 to let the budget pick overlapping tiles")
+    if tiled:  # overlapping tiles whose starts are whole code pixels, blended back
+        th, tw = memory.tile
+        align = scale // math.gcd(scale, f)
+        covered = (-(-h // align) * align, -(-w // align) * align)
+        tile_grid = TileGrid.make(covered, (th // f, tw // f), overlap_for(min(th, tw)) // f, align=align)
+    else:
+        tile_grid = TileGrid.make((rows * ph, cols * pw), (ph, pw), 0)  # abutting patches
     inputs = {}
     if task == "inpaint":
         if mask is None:
@@ -261,10 +274,14 @@ def _settings(image, *, task, channels, blocks, scale, upsample, code, code_3d, 
     axis = None
     if layout.channel_axis is not None:  # where one slice's (Y, X, C) or (C, Y, X) keeps its channels
         axis = max(0, layout.channel_axis - (len(layout.shape) - 3))
-    parts = DecoderParts(grid=grid, ensemble=ensemble, patch=(ph, pw), code=code, code_3d=code_3d,
-                         feature_size=feature_size, reference=task == "fit" and ground_truth is None,
-                         channel_axis=axis)
-    return config, parts, inputs
+    parts = DecoderParts(grid=tile_grid, ensemble=ensemble, code=code, code_3d=code_3d, feature_size=feature_size,
+                         reference=task == "fit" and ground_truth is None, channel_axis=axis, tiled=tiled)
+    batch = parts.count if max_memory is None and not tiled else min(parts.count, memory.batch_size)
+    if tiled:
+        log.info("tiling: %d tile(s) of %dx%d (%d x %d) x %d member(s) in batches of %d: about %s per batch "
+                 "(budget %s)", tile_grid.count, th, tw, tile_grid.rows, tile_grid.cols, ensemble, batch,
+                 format_bytes(memory.bytes_per_problem * batch), format_bytes(memory.budget))
+    return config, parts, inputs, batch
 
 
 def decoder_run(image, *, task: str = "fit", channels: int | tuple[int, ...] = 64, blocks: int = 6,
@@ -273,7 +290,7 @@ def decoder_run(image, *, task: str = "fit", channels: int | tuple[int, ...] = 6
                 iterations: int = 2000, lr: float = 0.01, stop: str = "fixed", seed: int = 0,
                 ground_truth=None, channel_axis: int | None = None, device: str = "auto",
                 precision: str | None = None, cancel: Callable[[], bool] | None = None, preview_every: int = 0,
-                out: np.ndarray | None = None):
+                out: np.ndarray | None = None, tile_size: int | None = None, max_memory=None):
     """Fit Deep Decoders to every slice of ``image`` through :func:`napari_dip.api.run`: a
     generator of its events that returns (one :class:`DecoderResult` per finished slice, the
     run's report). Settings as for :func:`fit_decoder`; ``out`` (the output's shape) receives
@@ -283,13 +300,13 @@ def decoder_run(image, *, task: str = "fit", channels: int | tuple[int, ...] = 6
     """
     from .api import run
 
-    config, parts, inputs = _settings(
+    config, parts, inputs, batch = _settings(
         image, task=task, channels=channels, blocks=blocks, scale=scale, upsample=upsample, code=code,
         code_3d=code_3d, feature_size=feature_size, patches=patches, ensemble=ensemble, factor=factor, mask=mask,
         iterations=iterations, lr=lr, stop=stop, seed=seed, ground_truth=ground_truth, channel_axis=channel_axis,
-        precision=precision, preview_every=preview_every)
+        precision=precision, preview_every=preview_every, device=device, tile_size=tile_size, max_memory=max_memory)
     _, report = yield from run(config, image, channel_axis=channel_axis, inputs=inputs, ground_truth=ground_truth,
-                               device=device, out=out, cancel=cancel, batch_size=parts.count, parts=parts)
+                               device=device, out=out, cancel=cancel, batch_size=batch, parts=parts)
     results = [parts.result(r["slice"], r, report) for r in report["slices"] if r["slice"] in parts.fits]
     if not results:  # stopped before a slice was done
         return results, report
@@ -309,7 +326,8 @@ def fit_decoder(image, *, task: str = "fit", channels: int | tuple[int, ...] = 6
                 iterations: int = 2000, lr: float = 0.01, stop: str = "fixed", seed: int = 0,
                 ground_truth=None, channel_axis: int | None = None, device: str = "auto",
                 precision: str | None = None, callback: Callable | None = None,
-                cancel: Callable[[], bool] | None = None, preview_every: int = 0) -> DecoderResult:
+                cancel: Callable[[], bool] | None = None, preview_every: int = 0, tile_size: int | None = None,
+                max_memory=None) -> DecoderResult:
     """Fit Deep Decoders to a 2D image (Y, X), or (Y, X) plus a channel axis.
 
     ``task``: ``fit`` (represent the image itself; it is also the reference for metrics),
@@ -319,7 +337,11 @@ def fit_decoder(image, *, task: str = "fit", channels: int | tuple[int, ...] = 6
     ('uniform' in [0, 1], 'blurred' 3x3 sigma 0.8, 'perlin' with ``feature_size`` in code
     pixels), ``code_3d`` (channels interpolated / sliced from a 3D volume). ``patches``
     ('RxC') fits a grid of patches with one coherent code; ``ensemble`` N fits N
-    independently initialised decoders. All G = N * R * C fits run as one batch.
+    independently initialised decoders. All G = N * R * C fits run as one batch. An image
+    that does not fit ``max_memory`` (bytes or e.g. '4GB'; default: a safe share of the free
+    RAM or GPU memory) whole, or any with ``tile_size`` (a tile side in output pixels), is fitted
+    as overlapping tiles of one coherent code blended back without seams, in batches the
+    budget holds (``patches`` must then be 1x1); the report says ``tiled``.
     ``ground_truth`` (the output's shape) gives per-member PSNR/SSIM/MS-SSIM/VIF and the CV.
     ``stop`` ('fixed' default, 'oracle' with a reference), ``seed``, ``device``,
     ``precision``, ``callback`` (every event of :func:`napari_dip.api.run`: a
@@ -337,7 +359,8 @@ def fit_decoder(image, *, task: str = "fit", channels: int | tuple[int, ...] = 6
         image, task=task, channels=channels, blocks=blocks, scale=scale, upsample=upsample, code=code,
         code_3d=code_3d, feature_size=feature_size, patches=patches, ensemble=ensemble, factor=factor, mask=mask,
         iterations=iterations, lr=lr, stop=stop, seed=seed, ground_truth=ground_truth, channel_axis=channel_axis,
-        device=device, precision=precision, cancel=cancel, preview_every=preview_every), callback)
+        device=device, precision=precision, cancel=cancel, preview_every=preview_every, tile_size=tile_size,
+        max_memory=max_memory), callback)
     return results[0]
 
 
@@ -358,7 +381,8 @@ def _report(parts: DecoderParts, i: int, fitted: dict, header: dict) -> dict:
         "task": config.task, "factor": config.factor, "seed": config.seed, "stop": config.stop,
         "network": {"type": "DecoderConfig", **asdict(net)}, "code": parts.code, "code_3d": parts.code_3d,
         "code_kind": config.code, "feature_size": parts.feature_size, "fit": asdict(config.fit),
-        "patches": f"{grid[0]}x{grid[1]}", "patch_size": list(patch_size), "ensemble": ensemble,
+        "patches": f"{grid.rows}x{grid.cols}", "patch_size": list(patch_size), "ensemble": ensemble,
+        "tiled": parts.tiled, "batch_size": header["batch_size"],
         "device": header["device"], "napari_dip": header["napari_dip"], "input_shape": header["input_shape"],
         "parameters": header["parameters"], "params_per_pixel": header["parameters"] / pixels,
         "iterations": iterations, "seconds": fitted["seconds"],
@@ -366,7 +390,7 @@ def _report(parts: DecoderParts, i: int, fitted: dict, header: dict) -> dict:
         "cancelled": bool(fitted.get("partial")), "restarts": problems[0]["restarts"],
         "spread": float(fit["std"].mean()),
     }
-    seeds = [config.seed + m * grid[0] * grid[1] for m in range(ensemble)]
+    seeds = [config.seed + m * grid.count for m in range(ensemble)]
     losses = [p["final_loss"] for p in problems]
     per_member = (None if None in losses
                   else np.asarray(losses, float).reshape(ensemble, -1).mean(1))  # over each member's patches
@@ -384,16 +408,15 @@ def _report(parts: DecoderParts, i: int, fitted: dict, header: dict) -> dict:
             entry["final_loss"] = float(loss)
     if ensemble > 1:
         report["mean_pairwise_psnr"] = mean_pairwise_psnr(members)
-    if grid != (1, 1):
-        ph, pw = patch_size
+    if grid.count > 1:
         height, width = mean.shape[-2:]
-        ref = None if truth is None else pad_reflect(truth, grid[0] * ph, grid[1] * pw)
+        grid_hr = parts.grid_hr
+        ref = None if truth is None else pad_reflect(truth, *grid_hr.covered)
         rows = []
-        for k, patch in enumerate(_cut(fit["mean_padded"], grid, ph, pw)):
-            r, c = divmod(k, grid[1])
-            y0, x0 = r * ph, c * pw
+        for k, (patch, (y0, x0)) in enumerate(zip(grid_hr.cut(fit["mean_padded"]), grid_hr.boxes())):
+            r, c = divmod(k, grid.cols)
             # Metrics on the part of the patch inside the image (padding left out).
-            hh, ww = min(ph, height - y0), min(pw, width - x0)
+            hh, ww = min(patch_size[0], height - y0), min(patch_size[1], width - x0)
             entry = {"row": r, "col": c, "y": y0, "x": x0, "height": max(hh, 0), "width": max(ww, 0)}
             if ref is not None and hh > 0 and ww > 0:
                 entry.update(quality(np.clip(patch[:, :hh, :ww], 0, 1), ref[:, y0:y0 + hh, x0:x0 + ww]))

@@ -48,6 +48,7 @@ class TiledSlices:
     _cache: dict = field(default_factory=dict)
     _done: dict = field(default_factory=dict)
     _code: object = None
+    tiled = True  # its problems are overlapping tiles (see napari_dip.decoder.DecoderParts)
 
     @property
     def count(self) -> int:
@@ -106,9 +107,8 @@ class TiledSlices:
             return _iid_code(cfg.code, k, y, x, *grid.tile, cfg.seed)
         if self._code is None:  # smooth codes are made whole (a Deep Decoder's is small)
             from .core.inputs import DEFAULT_FEATURE_SIZE
-            from .decoder import grid_codes
-            self._code = grid_codes(cfg.code, (k, *grid.covered), (1, 1), cfg.seed,
-                                    feature_size=DEFAULT_FEATURE_SIZE)[0]
+            from .decoder import spanning_code
+            self._code = spanning_code(cfg.code, (k, *grid.covered), cfg.seed, feature_size=DEFAULT_FEATURE_SIZE)
         return grid.cut(self._code, t)
 
     def add(self, out_slice: np.ndarray, i: int, t: int, restored: np.ndarray) -> bool:

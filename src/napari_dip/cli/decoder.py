@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .common import add_shared_options, progress_bar, write_report
+from .tiling import add_tiling_options, with_tiling
 
 NAMING = """\
 defaults here: --iterations 2000, --lr 0.01, --stop fixed (no early stopping); --preset does
@@ -18,7 +19,9 @@ outputs, written beside OUT (STEM = OUT's name without its extension, EXT = its 
   STEM_stdEXT              per-pixel standard deviation across members, the spread map
                            (only with --ensemble N > 1)
   STEM_patch_r{r}c{c}EXT   the fit of patch row r, column c, counted from 0 (only with
-                           --patches other than 1x1)
+                           --patches other than 1x1; not for overlapping tiles)
+An image too large for --max-memory (default: a safe share of the free memory), or any with
+--tile-size, is fitted as overlapping tiles blended back without seams (--patches 1x1).
 The report (--report, JSON) holds PSNR/SSIM/MS-SSIM/VIF per member, of the mean and per
 patch, the CV of PSNR across members (unstable above 5%), or, without a reference, the mean
 pairwise PSNR between members. For --task fit the input itself is the reference."""
@@ -58,6 +61,7 @@ def add_decoder_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ensemble", type=int, default=1, metavar="N", help="fit N independent decoders at once")
     p.add_argument("--factor", type=int, default=2, help="super-resolution factor (default 2)")
     p.add_argument("--mask", help="inpainting mask image: non-zero = known pixel, 0 = to fill")
+    add_tiling_options(p)
 
 
 def parse_channels(text: str) -> int | tuple[int, ...]:
@@ -109,6 +113,7 @@ def run_decoder(args: argparse.Namespace) -> int:
             raise ValueError("--task inpaint needs --mask")
         m, m_meta = read_image(args.mask)
         mask = (m[..., 0] if m_meta.channel_axis is not None else m) > 0
+    with_tiling(None, args)  # a tiled run's plan is printed before it fits
     bar = progress_bar(args.iterations or 2000, args.quiet, f"decoder {Path(args.input).name}")
     try:
         result = fit_decoder(image, task=args.task, channels=parse_channels(args.channels), blocks=args.blocks,
@@ -117,6 +122,7 @@ def run_decoder(args: argparse.Namespace) -> int:
                              factor=args.factor, mask=mask, iterations=args.iterations or 2000,
                              lr=args.lr or 0.01, stop=args.stop, seed=args.seed, ground_truth=truth,
                              channel_axis=channel_axis, device=args.device, precision=args.precision,
+                             tile_size=args.tile_size, max_memory=args.max_memory,
                              callback=lambda event: isinstance(event, SliceProgress) and bar.update(1))
     finally:
         bar.close()
@@ -132,7 +138,7 @@ def run_decoder(args: argparse.Namespace) -> int:
                                                 spacing=out_spacing)
         written["std"] = write_image(out.with_name(f"{stem}_std{ext}"), result.std, meta, spacing=out_spacing)
     rows, cols = (int(v) for v in result.report["patches"].split("x"))
-    if rows * cols > 1:
+    if rows * cols > 1 and not result.report["tiled"]:
         for i, patch in enumerate(result.patches):
             r, c = divmod(i, cols)
             written[f"patch_r{r}c{c}"] = write_image(out.with_name(f"{stem}_patch_r{r}c{c}{ext}"), patch, meta,
