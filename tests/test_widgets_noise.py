@@ -10,7 +10,7 @@ pytestmark = pytest.mark.gui
 
 def test_noise_control_estimates_shows_and_stores_the_model(open_widget, run_job):
     viewer, widget = open_widget("denoise")
-    assert widget["noise"].value == "auto" and widget["noise_model"].value == ""
+    assert widget["noise"].value == "auto" and widget["noise_model"].value.startswith("estimated from the image")
     yy, xx = np.mgrid[0:64, 0:64] / 64
     clean = 50 + 150 * xx + 30 * np.sin(6 * yy)
     noisy = np.clip(3.0 * np.random.default_rng(0).poisson(clean / 3.0), 0, 255).astype(np.uint8)

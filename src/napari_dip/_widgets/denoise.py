@@ -13,6 +13,9 @@ METHODS = (("Deep Image Prior", "dip"), ("VST+BM3D (classical)", "vst-bm3d"),
 METHOD_TITLES = {"vst-bm3d": "VST+BM3D", "nlm": "NLM"}
 
 
+NOT_YET = "estimated from the image when Run starts"  # the readout before the first run
+
+
 class DenoiseWidget(TaskForm):
     """Dock widget: denoise an image layer, a slice, a range or a whole stack."""
 
@@ -34,7 +37,7 @@ class DenoiseWidget(TaskForm):
 
     @staticmethod
     def _readout() -> Label:
-        label = Label(name="noise_model", label="noise model", value="",
+        label = Label(name="noise_model", label="noise model", value=NOT_YET,
                       tooltip="The noise model the last run estimated (a: signal-dependent variance "
                               "factor, b: constant variance), in the image's units")
         label.native.setWordWrap(True)  # the dock is narrow: the model wraps instead of being cut
@@ -89,7 +92,7 @@ class DenoiseWidget(TaskForm):
         """Show the model of the first slice that has one (the report has every slice's)."""
         models = [s for s in (report or {}).get("slices", []) if "noise" in s]
         if not models:
-            text = tip = "gaussian (squared error)" if report else ""
+            text = tip = "gaussian (squared error)" if report else NOT_YET
         else:
             m = models[0]["noise"]
             text = f"{m['kind']}: a={m['a']:.4g}, b={m['b']:.4g}"
