@@ -1,0 +1,58 @@
+"""PSNR per iteration of the default denoising fit, by image size: how far a fit gets by the cap.
+
+A crop of ``--size`` pixels at (``--at``, ``--at``) of ISBI section 20 (held out), with the
+noise of ``benchmarks/fullsize.py`` (sigma 25/255, seed 0, clipped), is denoised with the
+defaults (``--lr`` overrides the learning rate) and the ground truth given, so the PSNR of
+every iteration's output is recorded; the automatic rule decides the result as usual. Prints
+one JSON line: CPU seconds, the rule's stop and PSNR, the PSNR every 50 iterations, the best
+PSNR and its iteration.
+
+    python benchmarks/convergence.py --size 128          # one row
+    python benchmarks/convergence.py --size 64 --iterations 60   # smoke test
+    for s in 64 128 256; do python benchmarks/convergence.py --size $s; done
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from fullsize import image, psnr
+
+
+def curve(size: int, at: int, lr: float | None, iterations: int | None = None) -> dict:
+    from napari_dip import api
+    clean, noisy = image(512, 20)
+    clean, noisy = clean[at:at + size, at:at + size], noisy[at:at + size, at:at + size]
+    psnrs: list[float] = []
+
+    def record(event):
+        if hasattr(event, "progress") and event.progress.psnr is not None:
+            psnrs.append(float(np.ravel(event.progress.psnr)[0]))
+
+    cpu = time.process_time()
+    out, report = api.denoise(noisy, ground_truth=clean, return_report=True, callback=record, lr=lr,
+                                iterations=iterations)
+    cpu = time.process_time() - cpu
+    record_ = report["slices"][0]
+    return {"size": size, "at": at, "lr": report["fit"]["lr"], "cpu_s": round(cpu, 1),
+            "psnr_noisy": round(psnr(noisy, clean), 2), "psnr_auto": round(psnr(out, clean), 2),
+            "stop_iteration": record_["stop_iteration"], "iterations": record_["iterations"],
+            "psnr_every_50": [round(p, 2) for p in psnrs[49::50]],
+            "best": round(max(psnrs), 2), "best_at": int(np.argmax(psnrs)) + 1}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=128, help="crop side (at most 512 - --at)")
+    ap.add_argument("--at", type=int, default=128, help="the crop's top-left row and column (default 128)")
+    ap.add_argument("--lr", type=float, default=None, help="learning rate (default: the preset's)")
+    ap.add_argument("--iterations", type=int, default=None, help="iteration cap (default: the preset's)")
+    args = ap.parse_args()
+    print(json.dumps(curve(args.size, args.at, args.lr, args.iterations)))
+
+
+if __name__ == "__main__":
+    main()
