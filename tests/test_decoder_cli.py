@@ -66,3 +66,18 @@ def test_a_tiled_decoder_run_prints_its_plan_and_writes_no_tile_files(tmp_path, 
     assert report["tiled"] and report["patches"] == "2x3" and report["batch_size"] >= 1
     err = capsys.readouterr().err
     assert "tiling: 6 tile(s) of 48x48 (2 x 3) x 1 member(s) in batches of" in err
+
+
+def test_the_progress_bar_of_a_decoder_run_in_several_batches_counts_every_iteration(tmp_path, capsys):
+    from napari_dip.core.memory import fit_bytes
+    from napari_dip.core.nets.decoder import DecoderConfig
+    src = tmp_path / "in.tif"
+    tifffile.imwrite(src, phantom(64, 80))
+    per_tile = fit_bytes(DecoderConfig(channels=8, blocks=2, scale=4), 1, (48, 48), precision="fp32")
+    code = main(["decoder", str(src), "-o", str(tmp_path / "fit.tif"), "--channels", "8", "--blocks", "2",
+                 "--scale", "4", "--tile-size", "48", "--max-memory", str(int(2.5 * per_tile)),
+                 "--iterations", "3", "--device", "cpu"])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "6 tile(s) of 48x48 (2 x 3) x 1 member(s) in batches of 2" in err
+    assert "9/9" in err  # 3 batches x 3 iterations

@@ -96,7 +96,6 @@ def read_input(path: str, axis: str, slice_arg: str | None):
 
 
 def run_decoder(args: argparse.Namespace) -> int:
-    from ..api import SliceProgress
     from ..decoder import fit_decoder
     from ..io import extension, read_image, write_image
 
@@ -123,7 +122,7 @@ def run_decoder(args: argparse.Namespace) -> int:
                              lr=args.lr or 0.01, stop=args.stop, seed=args.seed, ground_truth=truth,
                              channel_axis=channel_axis, device=args.device, precision=args.precision,
                              tile_size=args.tile_size, max_memory=args.max_memory,
-                             callback=lambda event: isinstance(event, SliceProgress) and bar.update(1))
+                             callback=lambda event: _advance(bar, event))
     finally:
         bar.close()
     out = Path(args.output)
@@ -148,6 +147,21 @@ def run_decoder(args: argparse.Namespace) -> int:
     write_report(args.report, report)
     print_summary(report)
     return 0
+
+
+def _advance(bar, event) -> None:
+    """One iteration on the bar; a run in several batches of tiles counts all their iterations
+    and shows which tiles it is at and the time left."""
+    from ..api import SliceProgress
+    from .common import _tile_status
+    if not isinstance(event, SliceProgress):
+        return
+    if event.tiles:
+        batches = -(-event.count // len(event.slices))
+        if bar.total != event.progress.total * batches:
+            bar.total = event.progress.total * batches
+        bar.set_postfix_str(_tile_status(event), refresh=False)
+    bar.update(1)
 
 
 def _fmt(entry: dict) -> str:
