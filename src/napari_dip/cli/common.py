@@ -128,7 +128,7 @@ def progress_bar(total: int, quiet: bool, desc: str):
                 mininterval=0.5 if sys.stderr.isatty() else 30.0, dynamic_ncols=True)
 
 
-def _tile_status(event) -> str:
+def tile_status(event) -> str:
     """'slice 0, tiles 3-4: iteration 120/1200, at most about 2 h 05 min left'."""
     p = event.progress
     tiles = f"tile {event.tiles[0]}" if len(event.tiles) == 1 else f"tiles {event.tiles[0]}-{event.tiles[-1]}"
@@ -177,9 +177,9 @@ class VolumeProgress:
         elif isinstance(event, SliceProgress) and event.tiles:
             p = event.progress  # a large slice in tiles: iterations of each batch of tiles, and the time left
             if self.bar is not None and (p.iteration % 10 == 0 or p.iteration == p.total):
-                self.bar.set_postfix_str(_tile_status(event))
+                self.bar.set_postfix_str(tile_status(event))
             elif self.bar is None and p.iteration % max(1, p.total // 10) == 0:
-                self._line(_tile_status(event))
+                self._line(tile_status(event))
         elif isinstance(event, SliceProgress) and self.bar is not None:
             p = event.progress
             if p.iteration % 10 == 0 or p.iteration == p.total:

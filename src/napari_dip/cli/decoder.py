@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .common import add_shared_options, progress_bar, write_report
-from .tiling import add_tiling_options, with_tiling
+from .tiling import add_tiling_options, show_plans
 
 NAMING = """\
 defaults here: --iterations 2000, --lr 0.01, --stop fixed (no early stopping); --preset does
@@ -112,7 +112,7 @@ def run_decoder(args: argparse.Namespace) -> int:
             raise ValueError("--task inpaint needs --mask")
         m, m_meta = read_image(args.mask)
         mask = (m[..., 0] if m_meta.channel_axis is not None else m) > 0
-    with_tiling(None, args)  # a tiled run's plan is printed before it fits
+    show_plans(args)
     bar = progress_bar(args.iterations or 2000, args.quiet, f"decoder {Path(args.input).name}")
     try:
         result = fit_decoder(image, task=args.task, channels=parse_channels(args.channels), blocks=args.blocks,
@@ -153,14 +153,14 @@ def _advance(bar, event) -> None:
     """One iteration on the bar; a run in several batches of tiles counts all their iterations
     and shows which tiles it is at and the time left."""
     from ..api import SliceProgress
-    from .common import _tile_status
+    from .common import tile_status
     if not isinstance(event, SliceProgress):
         return
     if event.tiles:
         batches = -(-event.count // len(event.slices))
         if bar.total != event.progress.total * batches:
             bar.total = event.progress.total * batches
-        bar.set_postfix_str(_tile_status(event), refresh=False)
+        bar.set_postfix_str(tile_status(event), refresh=False)
     bar.update(1)
 
 

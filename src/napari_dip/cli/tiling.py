@@ -21,15 +21,20 @@ def add_tiling_options(p: argparse.ArgumentParser) -> None:
 
 
 def with_tiling(config, args: argparse.Namespace):
-    """The config carrying the tiling options (api.run reads them from ``config.extra``; None
-    stays None); the plan of a tiled run is printed to stderr before it fits (logger
-    ``napari_dip``)."""
+    """The config carrying the tiling options (api.run reads them from ``config.extra``); the
+    plan of a tiled run is printed (:func:`show_plans`)."""
     options = {k: v for k, v in (("max_memory", args.max_memory), ("tile_size", args.tile_size)) if v is not None}
+    show_plans(args)
+    return replace(config, extra={**config.extra, **options}) if options else config
+
+
+def show_plans(args: argparse.Namespace) -> None:
+    """Print a tiled run's plan and progress to stderr before and while it fits (logger
+    ``napari_dip``), unless ``--quiet``."""
     log = logging.getLogger("napari_dip")
     if not args.quiet and not any(isinstance(h, _Stderr) for h in log.handlers):
         log.addHandler(_Stderr())
         log.setLevel(logging.INFO)
-    return replace(config, extra={**config.extra, **options}) if options and config is not None else config
 
 
 def _size(text: str) -> int:

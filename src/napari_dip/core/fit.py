@@ -197,8 +197,9 @@ def resolve_layout(layout: str, amp: torch.dtype | None) -> torch.memory_format:
 
 def problem_bytes(make: Callable[[], nn.Module], code_shape: Sequence[int]) -> int:
     """Device memory one problem of a fit needs: fp32 weights x 7 (weights, gradients, two
-    Adam moments, and the weights and moments a loss jump falls back to) and the activations kept for the backward pass, counted by a forward pass
-    on the meta device (no memory, no compute)."""
+    Adam moments, and the weights and moments a loss jump falls back to) and the activations
+    kept for the backward pass, counted by a forward pass on the meta device (no memory, no
+    compute)."""
     total = 0
 
     def count(t: torch.Tensor) -> torch.Tensor:
