@@ -46,12 +46,13 @@ def test_an_interrupted_tiled_volume_resumes_per_tile_bit_identically(tmp_path):
     assert not (folder / "tiles").exists()
 
 
-def test_a_large_output_assembled_on_disk_is_the_one_assembled_in_ram(tmp_path, monkeypatch):
+def test_a_large_nifti_output_assembled_on_disk_is_the_one_assembled_in_ram(tmp_path, monkeypatch):
+    """NIfTI outputs are not filled in place (TIFF and NPY are: tests/test_streamed_output.py)."""
     from napari_dip.batch import runner
     vol = (np.random.default_rng(1).random((2, 32, 32)) * 200).astype(np.uint8)
     meta = ImageMeta("", "tiff", "uint8")
     config = make_config("denoise", iterations=2, stop="fixed")
-    process_volume(config, vol, meta, tmp_path / "ram.tif", dtype="input")
+    process_volume(config, vol, meta, tmp_path / "ram.nii", dtype="input")
     assembled = []
     real = np.lib.format.open_memmap
 
@@ -61,7 +62,7 @@ def test_a_large_output_assembled_on_disk_is_the_one_assembled_in_ram(tmp_path, 
 
     monkeypatch.setattr(runner, "ASSEMBLE_ON_DISK_BYTES", 0)  # every output counts as large
     monkeypatch.setattr(np.lib.format, "open_memmap", spy)
-    process_volume(config, vol, meta, tmp_path / "disk.tif", dtype="input")
+    process_volume(config, vol, meta, tmp_path / "disk.nii", dtype="input")
     assert any(p.endswith("output.npy") for p in assembled)
-    assert tifffile.imread(tmp_path / "disk.tif").tobytes() == tifffile.imread(tmp_path / "ram.tif").tobytes()
-    assert not (work_folder(tmp_path / "disk.tif") / "output.npy").exists()
+    assert (tmp_path / "disk.nii").read_bytes() == (tmp_path / "ram.nii").read_bytes()
+    assert not (work_folder(tmp_path / "disk.nii") / "output.npy").exists()

@@ -8,15 +8,18 @@ folder beside the output, then a rename) and refuses to overwrite the file it wa
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import errno
 import json
+import mmap
 import os
 import secrets
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -479,17 +482,18 @@ def _write_nifti(tmp: str, arr: np.ndarray, meta: ImageMeta | None, spacing, aff
     nib.save(img, tmp)
 
 
-def _imagej_axes(arr: np.ndarray, meta: ImageMeta | None) -> str | None:
-    """Axis letters ImageJ accepts for this array (a subsequence of TZCYXS), or None."""
-    if str(arr.dtype) not in _IMAGEJ_DTYPES:
+def _imagej_axes(shape: tuple[int, ...], dtype: np.dtype, meta: ImageMeta | None) -> str | None:
+    """Axis letters ImageJ accepts for an array of ``shape`` and ``dtype`` (a subsequence of TZCYXS), or None."""
+    ndim = len(shape)
+    if str(dtype) not in _IMAGEJ_DTYPES:
         return None
-    if meta is not None and meta.axes and len(meta.axes) == arr.ndim and _is_imagej(meta.axes):
-        return None if meta.axes.endswith("S") and arr.dtype != np.uint8 else meta.axes
-    rgb = meta is not None and meta.channel_axis is not None and arr.shape[-1] in (3, 4)
-    if rgb and arr.dtype != np.uint8:
+    if meta is not None and meta.axes and len(meta.axes) == ndim and _is_imagej(meta.axes):
+        return None if meta.axes.endswith("S") and dtype != np.uint8 else meta.axes
+    rgb = meta is not None and meta.channel_axis is not None and shape[-1] in (3, 4)
+    if rgb and dtype != np.uint8:
         return None  # ImageJ holds RGB as 8-bit only: a plain RGB TIFF then
     core = "YXS" if rgb else "YX"
-    n = arr.ndim - len(core)
+    n = ndim - len(core)
     return "TZ"[2 - n:] + core if 0 <= n <= 2 else None
 
 
@@ -498,11 +502,13 @@ def _is_imagej(axes: str) -> bool:
     return all(a in letters for a in axes)
 
 
-def _write_tiff(tmp: str, arr: np.ndarray, meta: ImageMeta | None, spacing) -> None:
-    import tifffile
-    axes = _imagej_axes(arr, meta)
-    rgb = arr.shape[-1] in (3, 4) and ((axes or "").endswith("S") or (
-        meta is not None and meta.channel_axis is not None and meta.channel_axis % arr.ndim == arr.ndim - 1))
+def _tiff_options(shape: tuple[int, ...], dtype: np.dtype, meta: ImageMeta | None, spacing) -> dict:
+    """tifffile.imwrite's keywords for an image of ``shape`` and ``dtype``: ImageJ axes when
+    ImageJ can hold it, RGB, resolution, unit and Z spacing from ``spacing`` or ``meta``."""
+    ndim = len(shape)
+    axes = _imagej_axes(shape, dtype, meta)
+    rgb = shape[-1] in (3, 4) and ((axes or "").endswith("S") or (
+        meta is not None and meta.channel_axis is not None and meta.channel_axis % ndim == ndim - 1))
     metadata: dict = {"axes": axes} if axes else {}
     unit = meta.unit if meta is not None else None
     kwargs: dict = {"photometric": "rgb" if rgb else "minisblack",
@@ -515,7 +521,92 @@ def _write_tiff(tmp: str, arr: np.ndarray, meta: ImageMeta | None, spacing) -> N
         z = [s for a, s in zip([a for a in (axes or "") if a not in "CSYX"], spacing[:-2]) if a == "Z"]
         if z:
             metadata["spacing"] = z[0]
-    tifffile.imwrite(tmp, np.ascontiguousarray(arr), imagej=axes is not None, metadata=metadata, **kwargs)
+    return dict(imagej=axes is not None, metadata=metadata, **kwargs)
+
+
+def _write_tiff(tmp: str, arr: np.ndarray, meta: ImageMeta | None, spacing) -> None:
+    import tifffile
+    tifffile.imwrite(tmp, np.ascontiguousarray(arr), **_tiff_options(arr.shape, arr.dtype, meta, spacing))
+
+
+#: Formats :func:`open_streamed` writes into a memory map of the file itself.
+STREAMED = ("tiff", "npy")
+
+
+def streams(path: str | os.PathLike, meta: ImageMeta | None) -> bool:
+    """Whether an output at ``path`` can be filled slice by slice on disk (:func:`open_streamed`):
+    TIFF and NPY, except images with an alpha channel (joined on in memory)."""
+    return file_format(path) in STREAMED and not (meta is not None and meta.alpha)
+
+
+@contextlib.contextmanager
+def open_streamed(path: str | os.PathLike, shape: tuple[int, ...], dtype, meta: ImageMeta | None = None, *,
+                  spacing: tuple[float, ...] | None = None) -> Iterator[np.ndarray]:
+    """A new TIFF or NPY file at ``path`` as a writable memory map of ``shape`` and ``dtype``, to
+    fill slice by slice: an output as large as the disk allows, never held in RAM.
+
+    The file is made beside ``path`` under a temporary name with its blocks allocated (a full
+    disk is an error here, not a crash when a page is written) and renamed to ``path`` when
+    the block ends without an error; on an error, Ctrl-C or a cancel it is removed and
+    ``path`` is untouched. It is byte for byte the file :func:`write_image` writes for the same
+    values (same tags and metadata), with values given in ``dtype`` (see :func:`cast_output`).
+    Call :func:`release_pages` on it after each slice to keep the resident memory small.
+    """
+    p = Path(path)
+    fmt = file_format(p)
+    if fmt not in STREAMED:
+        raise ValueError(f"{p.name}: only {', '.join(STREAMED)} files are written through a memory map")
+    if meta is not None and meta.path and Path(meta.path).resolve() == p.resolve():
+        raise ValueError(f"refusing to overwrite the input {p}; choose another output path")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    dtype = np.dtype(dtype)
+    fd, tmp = _temp_file(p, ".tmp" + extension(p))
+    os.close(fd)
+    try:
+        if fmt == "npy":
+            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=tuple(shape))
+        else:
+            import tifffile
+            offset, _ = tifffile.imwrite(tmp, shape=tuple(shape), dtype=dtype, returnoffset=True,
+                                         **_tiff_options(tuple(shape), dtype, meta, spacing))
+            array = np.memmap(tmp, dtype=dtype, mode="r+", offset=offset, shape=tuple(shape))
+        reserve(tmp, f"the output {p.name}")
+        yield array
+        array.flush()
+        del array
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def release_pages(array: np.ndarray) -> None:
+    """Write a memory map's changed pages to its file and drop its pages from this process's
+    resident memory (the data stays in the file and the OS cache): walking a large memory-mapped
+    array slice by slice then keeps one slice resident, not the whole. Other arrays: nothing."""
+    mm = getattr(array, "_mmap", None)
+    if mm is None:
+        return
+    if array.flags.writeable:
+        mm.flush()
+    if hasattr(mm, "madvise"):  # not on Windows
+        mm.madvise(mmap.MADV_DONTNEED)
+
+
+def reserve(path: str | os.PathLike, what: str) -> None:
+    """Allocate a file's blocks now, so that a full disk is an error here and not a crash
+    (SIGBUS) when a memory-mapped page is written later."""
+    if not hasattr(os, "posix_fallocate"):  # macOS, Windows: the first write tells
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as err:
+        if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # some file systems cannot tell
+            raise OSError(err.errno, f"no room on the disk for {what} {path} "
+                                     f"({os.fstat(fd).st_size / 1e6:.1f} MB): {os.strerror(err.errno)}") from None
+    finally:
+        os.close(fd)
 
 
 def _temp_file(p: Path, suffix: str) -> tuple[int, str]:

@@ -11,7 +11,8 @@ import numpy as np
 from ..api import run
 from ..arrays import Intensity, Slicing, check_image, parse_slices, slicing_for
 from ..core.fit import drain
-from ..io import OUTPUT_DTYPES, ImageMeta, file_format, stored_dtype, write_image
+from ..io import (OUTPUT_DTYPES, ImageMeta, cast_output, file_format, open_streamed, release_pages, stored_dtype,
+                  streams, write_image)
 from .lock import output_lock
 from .steps import (Notice, VolumeStart, check_memory, check_output, check_truth, emit, key_settings,
                     make_plan, mask_covers_image, nothing_left_on_failure, report_for, restore, resume,
@@ -72,13 +73,15 @@ def process_volume(config, image: np.ndarray, meta: ImageMeta, output: str | Pat
     factor = config.factor
     intensity = Intensity.of(colour)
     config = replace(config, noise=config.noise.rescaled(intensity.offset, intensity.scale))  # fits see unit
-    unit = intensity.to_unit(np.ascontiguousarray(cut.view(colour)))
+    view = cut.view(colour)  # no copy: each slice is converted to [0, 1] alone when it is fitted
     mask_u = _view_mask(mask, colour, cut)
     truth_u = _view_truth(ground_truth, cut, factor, intensity)
     view_channel = cut.view_channel_axis
-    # settings, device and sizes are checked here (nothing is fitted); this gives the report's header
-    _, report = drain(run(config, unit, channel_axis=view_channel, mask=mask_u, ground_truth=truth_u,
-                          device=device, slices=[]))
+    out_view_shape = tuple(cut.output_shape(factor)[a] for a in cut.perm)
+    # Settings, device, sizes and every slice's mask are checked here; nothing is fitted, so
+    # nothing is written into the output, a placeholder of no memory. This gives the report's header.
+    _, report = drain(run(config, view, channel_axis=view_channel, mask=mask_u, ground_truth=truth_u,
+                          device=device, slices=[], out=np.broadcast_to(np.float32(0), out_view_shape)))
     channels = 1 if cut.channel_axis is None else colour.shape[cut.channel_axis]
     size = (colour.shape[cut.in_plane[0]], colour.shape[cut.in_plane[1]])
     plan = make_plan(config, channels, size, batch_size=batch_size, warm_start=warm_start, device=device,
@@ -86,13 +89,12 @@ def process_volume(config, image: np.ndarray, meta: ImageMeta, output: str | Pat
     if client is None:
         check_memory(config, channels, size, min(plan.batch_size, len(wanted)), device)
     stored = stored_dtype(out_path, meta, dtype)
-    out_view_shape = tuple(cut.output_shape(factor)[a] for a in cut.perm)
     folder = work_folder(out_path)
     store_bytes = 0 if (folder / STORE).is_file() else int(np.prod(out_view_shape, dtype=np.int64)) * 4
-    store_bytes += _assembly_bytes(out_view_shape, meta)  # the output assembled on disk, when large
+    store_bytes += _assembly_bytes(out_path, out_view_shape, meta)  # the output assembled on disk, when large
     full_shape = tuple(n * factor if a in cut.in_plane else n for a, n in enumerate(image.shape))
     check_output(out_path, full_shape, stored, cut.channel_axis, store_bytes)
-    key = settings_key(key_settings(config, cut, meta, plan, wanted, dtype, stored, "file"), unit, mask_u, truth_u)
+    key = settings_key(key_settings(config, cut, meta, plan, wanted, dtype, stored, "file"), colour, mask_u, truth_u)
     notices: list[str] = []
 
     def notice(text: str) -> None:
@@ -111,11 +113,12 @@ def process_volume(config, image: np.ndarray, meta: ImageMeta, output: str | Pat
             skipped = wanted
         else:
             skipped, todo = resume(store, plan, wanted, name, on_event)
-            full_mask = mask_u is not None and mask_u.shape == unit.shape
+            full_mask = mask_u is not None and mask_u.shape == view.shape
 
             def make_args(i: int) -> tuple:
                 at = cut.index(i)
-                return unit[at], mask_u[at] if full_mask else mask_u, None if truth_u is None else truth_u[at]
+                return (intensity.to_unit(view[at]), mask_u[at] if full_mask else mask_u,
+                        None if truth_u is None else truth_u[at])
 
             def put(i: int, output: np.ndarray) -> np.ndarray:
                 store.write(i, output)
@@ -163,15 +166,31 @@ def _write_output(path: Path, colour: np.ndarray, alpha: np.ndarray | None, meta
                   store: SliceStore, wanted: list[int], intensity: Intensity, factor: int, dtype: str) -> None:
     """The input (or zeros when the size changes) with the finished slices put in, and the
     alpha channel carried through (repeated to the new size for super-resolution); atomic.
-    A large output is assembled in a memory map beside the store, not a second copy in RAM."""
+
+    TIFF and NPY outputs are filled slice by slice in a memory map of the new file itself, in
+    the type stored (:func:`~napari_dip.io.open_streamed`: renamed into place once complete):
+    no copy of the output is held in RAM. Others are assembled as float32 and written by
+    :func:`~napari_dip.io.write_image`; a large one in a memory map beside the store
+    (:data:`ASSEMBLY`). Both give the same file for the same slices.
+    """
     shape = cut.output_shape(factor)
-    scratch = store.folder / ASSEMBLY if _assembly_bytes(shape, meta) else None
+    spacing = cut.output_spacing(meta.spacing, factor) if factor > 1 else None
+    if streams(path, meta):
+        with open_streamed(path, shape, stored_dtype(path, meta, dtype), meta, spacing=spacing) as final:
+            _fill(final, colour, cut, store, wanted, intensity, factor, lambda x: cast_output(x, meta, dtype))
+        return
+    scratch = store.folder / ASSEMBLY if _assembly_bytes(path, shape, meta) else None
     if scratch is None:
         final = np.zeros(shape, np.float32)
     else:
         final = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.float32, shape=shape)
     try:
-        _assemble(final, path, colour, alpha, meta, cut, store, wanted, intensity, factor, dtype)
+        _fill(final, colour, cut, store, wanted, intensity, factor, lambda x: x)
+        if alpha is not None:
+            for a in cut.in_plane:
+                alpha = np.repeat(alpha, factor, axis=a)
+            final = np.concatenate([final, alpha.astype(np.float32)], axis=cut.channel_axis)
+        write_image(path, final, meta, spacing=spacing, affine=cut.output_affine(meta.affine, factor), dtype=dtype)
     finally:
         del final
         if scratch is not None:
@@ -180,28 +199,35 @@ def _write_output(path: Path, colour: np.ndarray, alpha: np.ndarray | None, meta
 
 ASSEMBLY = "output.npy"
 ASSEMBLE_ON_DISK_BYTES = 256 * 2 ** 20
-"""Outputs larger than this (float32) are assembled in a memory map (:data:`ASSEMBLY` in the
-store folder) before they are written: a large image is then not held in RAM a second time."""
+"""Outputs larger than this (float32) that are not filled in place (NIfTI) are assembled in a
+memory map (:data:`ASSEMBLY` in the store folder) before they are written: a large image is
+then not held in RAM a second time."""
 
 
-def _assembly_bytes(shape: tuple[int, ...], meta: ImageMeta) -> int:
-    """The disk a large output's assembly takes (0: assembled in RAM); RGBA outputs are
-    assembled in RAM (their alpha channel is joined on)."""
+def _assembly_bytes(path: Path, shape: tuple[int, ...], meta: ImageMeta) -> int:
+    """The disk a large output's assembly takes beside the store (0: none, the output is
+    filled in place or assembled in RAM); RGBA outputs are assembled in RAM (their alpha
+    channel is joined on)."""
     n = int(np.prod(shape, dtype=np.int64)) * 4
-    return n if n > ASSEMBLE_ON_DISK_BYTES and not meta.alpha else 0
+    return n if n > ASSEMBLE_ON_DISK_BYTES and not meta.alpha and not streams(path, meta) else 0
 
 
-def _assemble(final: np.ndarray, path: Path, colour: np.ndarray, alpha: np.ndarray | None, meta: ImageMeta,
-              cut: Slicing, store: SliceStore, wanted: list[int], intensity: Intensity, factor: int,
-              dtype: str) -> None:
-    if factor == 1:
-        final[...] = colour
-    view = cut.view(final)
-    for i in wanted:
-        view[cut.index(i)] = intensity.from_unit(store.read(i))
-    if alpha is not None:
-        for a in cut.in_plane:
-            alpha = np.repeat(alpha, factor, axis=a)
-        final = np.concatenate([final, alpha.astype(np.float32)], axis=cut.channel_axis)
-    write_image(path, final, meta, spacing=cut.output_spacing(meta.spacing, factor) if factor > 1 else None,
-                affine=cut.output_affine(meta.affine, factor), dtype=dtype)
+def _fill(final: np.ndarray, colour: np.ndarray, cut: Slicing, store: SliceStore, wanted: list[int],
+          intensity: Intensity, factor: int, cast) -> None:
+    """Every slice of ``final`` (the output's shape, [C] of the colour channels): restored
+    slices from the store, the others copied from ``colour`` (zero for super-resolution), each
+    as float32 in the input's units through ``cast``, one slice at a time. When the slices lie
+    one after the other in ``final`` (the slicing axis leads), each is dropped from resident
+    memory once written; otherwise every slice touches every page and the OS writes them back."""
+    out, source = cut.view(final), cut.view(colour)
+    keep = set(wanted)
+    in_order = list(cut.perm) == sorted(cut.perm)
+    for i in range(cut.count):
+        at = cut.index(i)
+        if i in keep:
+            out[at] = cast(intensity.from_unit(store.read(i)))
+        elif factor == 1:
+            out[at] = cast(source[at].astype(np.float32))
+        release_pages(store.array)
+        if in_order:
+            release_pages(final)

@@ -11,7 +11,6 @@ slice that was never stored), so what does not verify is fitted again and
 """
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -21,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..io import move_into_place, open_zarr, write_json
+from ..io import move_into_place, open_zarr, release_pages, reserve, write_json
 
 STORE = "store.npy"
 RECORD = "record.json"
@@ -163,7 +162,7 @@ class SliceStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / STORE
         self.array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=self.shape)
-        reserve(path)
+        reserve(path, "the resumable store")
 
     def _redo_all(self, reason: str) -> None:
         for flat in self.done:
@@ -264,7 +263,7 @@ class SliceStore:
             path.unlink(missing_ok=True)
 
     def _flush(self) -> None:
-        self.array.flush()
+        release_pages(self.array)  # on disk, and out of the resident memory: a large store is not held in RAM
 
     def finish(self, output: str) -> None:
         """The final file is written: drop the pixels, keep the record (reruns skip everything)."""
@@ -342,20 +341,6 @@ class ChunkTiles:
 
     def put(self, index: int, tile: int, value: np.ndarray, record: dict) -> None:
         self.store.put_tile(self.chunk[index], tile, value, record)
-
-
-def reserve(path: Path) -> None:
-    """Allocate a file's blocks now, so that a full disk is an error here and not a crash
-    (SIGBUS) when a memory-mapped page is written later."""
-    fd = os.open(path, os.O_RDWR)
-    try:
-        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
-    except OSError as err:
-        if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # some file systems cannot tell
-            raise OSError(err.errno, f"no room on the disk for the resumable store {path} "
-                                     f"({os.fstat(fd).st_size / 1e6:.1f} MB): {os.strerror(err.errno)}") from None
-    finally:
-        os.close(fd)
 
 
 def _short(err: Exception) -> str:
