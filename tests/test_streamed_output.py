@@ -175,3 +175,13 @@ def test_api_run_in_tiles_into_a_memmap_out_holds_one_slice_at_a_time(tmp_path, 
     grown = (counts[1] - counts[0]) * side * side * 4
     assert streamed[1] - streamed[0] < grown / 2, (streamed, grown)  # the tiles' records; one slice blended at a time
     np.testing.assert_allclose(outputs[1], _volume((3, side, side), np.float32), rtol=1e-5, atol=1e-3)  # blended back
+
+
+def test_an_out_that_cannot_take_the_slices_in_place_is_refused_before_the_fit(monkeypatch):
+    def no_fit(*args, **kwargs):
+        raise AssertionError("a fit started")
+    monkeypatch.setattr(api, "fit", no_fit)
+    image = np.random.default_rng(0).random((4, 3, 16, 16)).astype(np.float32)  # (T, Z, Y, X)
+    out = np.zeros((3, 4, 16, 16), np.float32).transpose(1, 0, 2, 3)  # T and Z strided apart
+    with pytest.raises(ValueError, match="out cannot be written slice by slice in place"):
+        api.drain(api.run(make_config("denoise", **QUICK), image, out=out))

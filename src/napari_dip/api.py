@@ -113,6 +113,8 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
     has the input's shape with Y and X multiplied by the factor (or set to ``shape``), float32
     in the input's intensity units; slices not processed are copied from ``out`` if given,
     otherwise from the input (when the sizes agree) or left at 0. The input is never modified.
+    ``out`` (e.g. a memory map of a file) receives every slice as it finishes, and the run
+    then holds nothing of the output's size: one batch of slices (or one slice's tile blend).
 
     ``batch_size`` slices are fitted at once as independent networks (the same result per slice
     as one at a time at the same precision; with ``precision='auto'`` each fit's precision is
@@ -179,6 +181,9 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
         if out.shape != layout.output_shape(size=size):
             raise ValueError(f"out has shape {out.shape}, expected {layout.output_shape(size=size)}")
         out_slices = as_slices(out, Layout(out.shape, layout.channel_axis))
+        if out_slices.size and not np.may_share_memory(out_slices, out):  # results would go to a copy
+            raise ValueError("out cannot be written slice by slice in place (its axes cannot be merged without "
+                             "a copy); pass a C-contiguous array, e.g. np.lib.format.open_memmap(...)")
     todo = list(range(layout.n_slices)) if slices is None else [int(i) for i in slices]
     bad = [i for i in todo if not 0 <= i < layout.n_slices]
     if bad:
