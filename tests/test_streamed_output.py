@@ -185,3 +185,33 @@ def test_an_out_that_cannot_take_the_slices_in_place_is_refused_before_the_fit(m
     out = np.zeros((3, 4, 16, 16), np.float32).transpose(1, 0, 2, 3)  # T and Z strided apart
     with pytest.raises(ValueError, match="out cannot be written slice by slice in place"):
         api.drain(api.run(make_config("denoise", **QUICK), image, out=out))
+
+
+@pytest.mark.parametrize("problem", ["no room", "read-only"])
+def test_a_tiff_output_without_room_or_write_access_is_refused_in_one_line_before_the_fit(tmp_path, capsys,
+                                                                                       monkeypatch, problem):
+    import napari_dip.batch.steps as steps
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("a fit started")
+    monkeypatch.setattr(api, "fit", no_fit)
+    src = tmp_path / "in.tif"
+    tifffile.imwrite(src, _volume((4, 64, 64), np.uint16), photometric="minisblack")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    if problem == "no room":  # the store (float32) and the output (uint16) counted once each
+        monkeypatch.setattr(steps.shutil, "disk_usage", lambda p: type("Usage", (), {"free": 64 * 1024}))
+        message = "it needs about 98.3 KB (resumable store 65.5 KB, output 32.8 KB uncompressed)"
+    else:
+        real = os.open
+
+        def read_only(path, flags, *args, **kwargs):
+            if str(path).startswith(str(folder)) and flags & os.O_CREAT:
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+            return real(path, flags, *args, **kwargs)
+        monkeypatch.setattr(os, "open", read_only)
+        message = "Read-only file system"
+    code = main(["denoise", str(src), "-o", str(folder / "out.tif"), "--dtype", "input", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1, err
+    assert os.listdir(folder) == []
