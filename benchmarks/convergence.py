@@ -5,11 +5,13 @@ noise of ``benchmarks/fullsize.py`` (sigma 25/255, seed 0, clipped), is denoised
 defaults (``--lr`` overrides the learning rate) and the ground truth given, so the PSNR of
 every iteration's output is recorded; the automatic rule decides the result as usual. Prints
 one JSON line: CPU seconds, the rule's stop and PSNR, the PSNR every 50 iterations, the best
-PSNR and its iteration.
+PSNR and its iteration. ``--repeat K`` lays the noisy crop (and its clean one) out K x K times,
+an image K times the side with nothing new in it; ``--stop fixed`` runs to the cap.
 
     python benchmarks/convergence.py --size 128          # one row
     python benchmarks/convergence.py --size 64 --iterations 60   # smoke test
     for s in 64 128 256; do python benchmarks/convergence.py --size $s; done
+    python benchmarks/convergence.py --size 128 --repeat 2 --stop fixed --iterations 600
 """
 from __future__ import annotations
 
@@ -22,10 +24,11 @@ import numpy as np
 from fullsize import image, psnr
 
 
-def curve(size: int, at: int, lr: float | None, iterations: int | None = None) -> dict:
+def curve(size: int, at: int, lr: float | None, iterations: int | None = None, architecture: str | None = None,
+          repeat: int = 1, stop: str = "auto") -> dict:
     from napari_dip import api
     clean, noisy = image(512, 20)
-    clean, noisy = clean[at:at + size, at:at + size], noisy[at:at + size, at:at + size]
+    clean, noisy = (np.tile(x[at:at + size, at:at + size], (repeat, repeat)) for x in (clean, noisy))
     psnrs: list[float] = []
 
     def record(event):
@@ -34,10 +37,10 @@ def curve(size: int, at: int, lr: float | None, iterations: int | None = None) -
 
     cpu = time.process_time()
     out, report = api.denoise(noisy, ground_truth=clean, return_report=True, callback=record, lr=lr,
-                                iterations=iterations)
+                                iterations=iterations, architecture=architecture, stop=stop)
     cpu = time.process_time() - cpu
     record_ = report["slices"][0]
-    return {"size": size, "at": at, "lr": report["fit"]["lr"], "cpu_s": round(cpu, 1),
+    return {"size": size, "at": at, "repeat": repeat, "stop": stop, "architecture": architecture or "skip", "lr": report["fit"]["lr"], "cpu_s": round(cpu, 1),
             "psnr_noisy": round(psnr(noisy, clean), 2), "psnr_auto": round(psnr(out, clean), 2),
             "stop_iteration": record_["stop_iteration"], "iterations": record_["iterations"],
             "psnr_every_50": [round(p, 2) for p in psnrs[49::50]],
@@ -50,8 +53,11 @@ def main() -> None:
     ap.add_argument("--at", type=int, default=128, help="the crop's top-left row and column (default 128)")
     ap.add_argument("--lr", type=float, default=None, help="learning rate (default: the preset's)")
     ap.add_argument("--iterations", type=int, default=None, help="iteration cap (default: the preset's)")
+    ap.add_argument("--architecture", default=None, help="network architecture (default: the preset's)")
+    ap.add_argument("--repeat", type=int, default=1, help="lay the crop out K x K times (default 1)")
+    ap.add_argument("--stop", default="auto", help="stopping rule (default auto; fixed: run to the cap)")
     args = ap.parse_args()
-    print(json.dumps(curve(args.size, args.at, args.lr, args.iterations)))
+    print(json.dumps(curve(args.size, args.at, args.lr, args.iterations, args.architecture, args.repeat, args.stop)))
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ def seam_mask(shape: tuple[int, int], tile: int, band: int) -> np.ndarray:
 
 
 def one(size: int, tile: int, iterations: int | None, stop: str, max_memory: str | None, out: str | None,
-        cancel_after: int | None = None, section: int = 20) -> dict:
+        cancel_after: int | None = None, section: int = 20, architecture: str | None = None) -> dict:
     """Denoise one image (tile 0: whole) and return its row; saves the output to ``out``.
 
     ``cancel_after`` N stops the run after N iterations of its first fit (for sizes that take
@@ -94,7 +94,7 @@ def one(size: int, tile: int, iterations: int | None, stop: str, max_memory: str
                 seen["first"] = (time.perf_counter() - start) / 5
 
     restored, report = api.denoise(noisy, iterations=iterations, stop=stop, return_report=True, callback=on_event,
-                                   tile_size=tile or None, max_memory=max_memory,
+                                   tile_size=tile or None, max_memory=max_memory, architecture=architecture,
                                    cancel=None if cancel_after is None else lambda: seen["iterations"] >= cancel_after)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -109,7 +109,7 @@ def one(size: int, tile: int, iterations: int | None, stop: str, max_memory: str
            "peak_rss_gb": round(peak / 2 ** 30, 3), "fit_peak_gb": round((peak - before) / 2 ** 30, 3),
            "psnr_noisy": psnr(noisy, clean), "psnr": psnr(restored, clean), "tiling": report.get("tiling"),
            "precision": report["precision"], "stop": stop, "iterations_cap": report["fit"]["iterations"],
-           "cancelled": report["cancelled"], "s_per_event": seconds / max(seen["iterations"], 1)}
+           "architecture": report["architecture"], "cancelled": report["cancelled"], "s_per_event": seconds / max(seen["iterations"], 1)}
     return row
 
 
@@ -126,11 +126,12 @@ def main() -> None:
     ap.add_argument("--save", default=None, help="--one: save the output (.npy)")
     ap.add_argument("--cancel-after", type=int, default=None, metavar="N",
                     help="--one: stop after N iterations of the first fit (time per iteration and memory only)")
+    ap.add_argument("--architecture", default=None, help="network architecture (default: the preset's)")
     ap.add_argument("--out", default="fullsize.json", help="results (JSON), one row per run")
     args = ap.parse_args()
     if args.one:
         print(json.dumps(one(*args.one, args.iterations, args.stop, args.max_memory, args.save, args.cancel_after,
-                             args.section)))
+                             args.section, args.architecture)))
         return
     rows = []
     work = Path(args.out).with_suffix("")
@@ -149,6 +150,7 @@ def main() -> None:
                    "--section", str(args.section), "--save", str(save)]
             cmd += ["--iterations", str(args.iterations)] if args.iterations else []
             cmd += ["--max-memory", args.max_memory] if args.max_memory else []
+            cmd += ["--architecture", args.architecture] if args.architecture else []
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode:
                 print(done.stderr, file=sys.stderr)
