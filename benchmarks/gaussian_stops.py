@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation import EvaluationStop, GatedVarianceStop
+from evaluation import EvaluationStop
 from quality import DATA, _by_shape, add_noise, denoise_crops, score
 
 TAUS = (0.9, 1.0, 1.1)
@@ -50,6 +50,7 @@ def score_group(config, noisy: list[np.ndarray], clean: list[np.ndarray]) -> lis
     from napari_dip.core.fit import drain, fit
     from napari_dip.core.noise_setup import NoiseSetup
     from napari_dip.core.noise_stop import DiscrepancyStop, noise_levels
+    from napari_dip.core.stopping import GatedVarianceStop
     from napari_dip.core.task import build_problem
     observed = torch.from_numpy(np.stack(noisy))
     models = [NoiseSetup("gaussian").model(y)[0] for y in noisy]

@@ -8,8 +8,8 @@ import torch
 
 from napari_dip.core.fit import drain, fit
 from napari_dip.core.metrics import psnr
-from napari_dip.core.stopping import (DataFitStop, FixedStop, OracleStop, StopSettings, VarianceStop,
-                                      make_stop_rule, smoothed_loss)
+from napari_dip.core.stopping import (DataFitStop, FixedStop, GatedVarianceStop, OracleStop, StopSettings,
+                                      VarianceStop, make_stop_rule, smoothed_loss)
 from napari_dip.core.task import build_problem, make_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -172,3 +172,39 @@ def test_data_fit_rule_stops_each_problem_when_its_smoothed_loss_reaches_the_tar
         DataFitStop(1, 0.01).observe(1, outs[0, :1], outs[0, :1], None)
     with pytest.raises(ValueError, match="positive"):
         DataFitStop(1, 0.0)
+
+
+def _feed_gated(rule, outputs: torch.Tensor, opens: list[int]) -> None:
+    """Feed ``outputs`` with a loss that falls to its gate's target at iteration ``opens[g]``."""
+    for i, out in enumerate(outputs, start=1):
+        loss = torch.tensor([1.0 + o - i for o in opens], dtype=torch.float64)  # <= 1 from iteration o on
+        rule.observe(i, out, out, None, loss)
+
+
+def test_gated_variance_rule_is_the_variance_rule_once_its_gate_is_open():
+    """The gate open before the variance minimum: the same stops and outputs as ES-EMV."""
+    outs = _sequence(600, [150, 300])
+    settings = StopSettings(window=20, patience=100, min_iterations=0)
+    plain, gated = VarianceStop(2, settings), GatedVarianceStop(2, settings, DataFitStop(2, 1.0, span=1))
+    _feed(plain, outs)
+    _feed_gated(gated, outs, [40, 120])
+    (po, pi), (go, gi) = plain.result(), gated.result()
+    assert gi == pi and gated.stopped_at.tolist() == plain.stopped_at.tolist()
+    torch.testing.assert_close(go, po, rtol=0, atol=0)
+
+
+def test_gated_variance_rule_searches_only_after_its_gate_and_returns_the_last_output_without_it():
+    """An early variance minimum (150) before the gate opens (400) is skipped; a problem whose
+    gate never opens is not stopped and returns its last output."""
+    outs = _sequence(600, [150, 150])
+    settings = StopSettings(variant="wmv", window=20, patience=100, min_iterations=0, output="raw")
+    plain, gated = VarianceStop(2, settings), GatedVarianceStop(2, settings, DataFitStop(2, 1.0, span=1))
+    _feed(plain, outs)
+    _feed_gated(gated, outs, [400, 10_000])
+    _, pi = plain.result()
+    out, gi = gated.result()
+    assert all(abs(i - 150) < 40 for i in pi)
+    assert 400 <= gi[0] and int(gated.stopped_at[0]) in (0, gi[0] + 100)
+    assert gi[1] == 600 and int(gated.stopped_at[1]) == 0 and not bool(gated.done[1])
+    torch.testing.assert_close(out[1], outs[-1, 1])
+    torch.testing.assert_close(out[0], outs[gi[0] - 1, 0])

@@ -278,7 +278,8 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
             copy_problem(previous[0], previous[1] - 1, previous[1], problem.network)
         rule = DataFitStop(n, target) if warm and config.stop != "oracle" else None
         if rule is None and models and config.stop == "auto":  # a known noise model: its discrepancy stop
-            rule = config.noise.stop_rule([m for m, _ in models], obs_t, intensity.offset, intensity.scale)
+            rule = config.noise.stop_rule([m for m, _ in models], obs_t, intensity.offset, intensity.scale,
+                                          config.stopping)
         if rule is None:
             rule = config.stop_rule(n)
         settings = settings_for(n)

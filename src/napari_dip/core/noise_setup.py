@@ -22,6 +22,7 @@ from .noise import NOISE_CHOICES, NoiseModel, model_from_params, rician_signal
 from .noise_estimate import estimate_noise
 from .noise_losses import NOISE_LOSSES, noise_loss
 from .noise_stop import DiscrepancyStop, noise_levels
+from .stopping import GatedVarianceStop, StopSettings
 
 NOISE_LOSS = "vst-mse"
 """The loss for signal-dependent noise: the real-noise benchmark's choice (docs/real-noise.md)."""
@@ -79,14 +80,20 @@ class NoiseSetup:
         # One loss per batch: Gaussian slices among modelled ones take it with a = 0 (their MSE).
         return noise_loss(self.loss, [NoiseModel("poisson-gaussian", m.a, m.b) for m in unit])
 
-    def stop_rule(self, models: list[NoiseModel], observed, offset: float, scale: float):
-        """The automatic rule for a batch of slices scaled by ``(z - offset) / scale`` whose
-        models have a signal-dependent part: the discrepancy stop (:mod:`.noise_stop`) on the
-        fitted ``observed`` (G, C, H, W); None (the task's own rule) when all are Gaussian."""
+    def stop_rule(self, models: list[NoiseModel], observed, offset: float, scale: float, settings: StopSettings):
+        """The automatic rule for a batch of slices scaled by ``(z - offset) / scale``, on the
+        fitted ``observed`` (G, C, H, W): with a signal-dependent part, the discrepancy stop
+        (:mod:`.noise_stop`); all Gaussian, the variance rule (``settings``) searching for its
+        minimum only once the residual has reached the estimated noise level (an earlier minimum
+        is a lull in a fit still learning the image, docs/speed.md); None (the task's own rule)
+        when any is Rician."""
         unit = [m.rescaled(offset, scale) for m in models]
-        if all(m.kind in ("gaussian", "rician") for m in unit):
+        if any(m.kind == "rician" for m in unit):
             return None
-        return DiscrepancyStop(observed, noise_levels(observed, unit))
+        gate = DiscrepancyStop(observed, noise_levels(observed, unit))
+        if all(m.kind == "gaussian" for m in unit):
+            return GatedVarianceStop(len(unit), settings, gate)
+        return gate
 
     @staticmethod
     def finish(restored: np.ndarray, model: NoiseModel, offset: float, scale: float) -> np.ndarray:
