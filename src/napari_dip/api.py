@@ -787,8 +787,9 @@ def denoise(image, *, preset=None, iterations=None, lr=None, stop="auto", ground
     noise : {'auto', 'gaussian', 'poisson-gaussian', 'poisson', 'rician'}
         Denoising only: the noise model (see :mod:`napari_dip.core.noise_setup`). 'auto' (the
         default) estimates a model per slice: Gaussian noise is fitted with the squared error
-        and the variance stopping rule, exactly as 'gaussian'; signal-dependent noise (shot
-        noise) with the model's loss and the discrepancy stop (docs/real-noise.md). A
+        and the variance stopping rule, whose minimum search waits until the residual reaches
+        the estimated noise level ('gaussian': the plain variance rule); signal-dependent noise
+        (shot noise) with the model's loss and the discrepancy stop (docs/real-noise.md). A
         ``loss`` given with 'auto' is used as is (the Gaussian setting); with another model
         it is refused.
     noise_params : (float, float), optional

@@ -1,7 +1,8 @@
 """How a denoising fit treats noise (``TaskConfig.noise``): the model of each slice, chosen,
 estimated or given, carried into the fit's [0, 1] units, turned into the loss and reported.
 
-- ``noise="gaussian"``: the squared error (Deep Image Prior's loss, no estimate);
+- ``noise="gaussian"``: the squared error (Deep Image Prior's loss, no estimate) and the task's
+  own stopping rule;
 - ``"auto"``, ``"poisson-gaussian"``, ``"poisson"``: a model per slice from
   :func:`~napari_dip.core.noise_estimate.estimate_noise` in the units of the array given to
   the fit (or ``params`` for every slice), rescaled with the intensity map to [0, 1], fitted
