@@ -302,7 +302,11 @@ def test_ctrl_c_stops_a_cluster_run_promptly_and_leaves_a_resumable_state(tmp_pa
     np.save(src, _volume(12))
     cmd = [sys.executable, "-m", "napari_dip.cli", "denoise", str(src), "-o", str(out), "--iterations", "40",
            "--stop", "fixed", "--device", "cpu", "--quiet", "--workers", "2"]  # one torch thread each
-    proc = subprocess.Popen(cmd, env=ENV, stderr=subprocess.PIPE, text=True)
+    def as_from_a_shell():  # Ctrl-C as a terminal delivers it, whatever the test worker's signal state
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+    proc = subprocess.Popen(cmd, env=ENV, stderr=subprocess.PIPE, text=True, preexec_fn=as_from_a_shell)
     try:
         record = work_folder(out) / "record.json"
         deadline = time.monotonic() + 240
