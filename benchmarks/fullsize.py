@@ -9,6 +9,11 @@ clipped to [0, 1]; PSNR against the clean image):
 - ``4096``: 8 x 8 sections, place k holding section (``--section`` + k) mod 30 (the volume has
   30), for time and memory.
 
+``--image`` a real-noise pair of ``../shared/data/fluo`` instead (``w2s-020_1``, ``w2s-044_0``,
+``w2s-077_2``, ``fmd-confocal-fish3``; 512 x 512, size 512 only): the one noisy frame is denoised
+in its own 8-bit units and scored like benchmarks/quality.py's real-noise rows (PSNR / SSIM
+after the least-squares affine map onto the clean average).
+
 Each row runs in a fresh process (``--one``) so that its peak resident memory is its own;
 ``peak_rss`` is that process's maximum RSS (torch and the arrays included), ``fit_peak`` the
 part above the RSS just before fitting. ``seam_psnr`` is the PSNR in bands of +-``--band``
@@ -58,6 +63,32 @@ def psnr(x: np.ndarray, ref: np.ndarray) -> float:
     return float(10 * np.log10(1.0 / np.mean((np.clip(x, 0, 1) - ref) ** 2)))
 
 
+def real_pair(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(clean, noisy) of a real-noise pair, both 512 x 512 in 8-bit units."""
+    from quality import fluo_pairs  # benchmarks/, beside this script
+    pair = {p.name: p for p in fluo_pairs(DATA.parents[1])}[name]
+    return pair.clean, pair.noisy
+
+
+def in_unit(x: np.ndarray, clean: np.ndarray, real: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(output, clean) on the scale PSNR is taken on: as they are for ISBI; for a real pair the
+    output's least-squares affine map onto the clean image, both divided by 255."""
+    if not real:
+        return x, clean
+    design = np.stack([np.ravel(x), np.ones(np.size(x))], 1).astype(np.float64)
+    coef, *_ = np.linalg.lstsq(design, clean.ravel(), rcond=None)
+    return (design @ coef).reshape(clean.shape) / 255, clean / 255
+
+
+def scores(x: np.ndarray, clean: np.ndarray, real: bool) -> dict:
+    """PSNR against the clean image; for a real pair affine-fitted PSNR and SSIM."""
+    if not real:
+        return {"psnr": psnr(x, clean)}
+    from quality import affine_score
+    p, q = affine_score(np.asarray(x, np.float64), clean)
+    return {"psnr": p, "ssim": q}
+
+
 def seam_mask(shape: tuple[int, int], tile: int, band: int) -> np.ndarray:
     """True within ``band`` pixels of the lines where tiles of side ``tile`` hand over."""
     from napari_dip.core.tiling import TileGrid
@@ -73,7 +104,8 @@ def seam_mask(shape: tuple[int, int], tile: int, band: int) -> np.ndarray:
 
 
 def one(size: int, tile: int, iterations: int | None, stop: str, max_memory: str | None, out: str | None,
-        cancel_after: int | None = None, section: int = 20, architecture: str | None = None) -> dict:
+        cancel_after: int | None = None, section: int = 20, architecture: str | None = None,
+        pair: str | None = None) -> dict:
     """Denoise one image (tile 0: whole) and return its row; saves the output to ``out``.
 
     ``cancel_after`` N stops the run after N iterations of its first fit (for sizes that take
@@ -82,7 +114,7 @@ def one(size: int, tile: int, iterations: int | None, stop: str, max_memory: str
     import torch
 
     from napari_dip import api
-    clean, noisy = image(size, section)
+    clean, noisy = real_pair(pair) if pair else image(size, section)
     before = psutil.Process().memory_info().rss
     seen = {"iterations": 0, "first": None}
     start = time.perf_counter()
@@ -102,12 +134,14 @@ def one(size: int, tile: int, iterations: int | None, stop: str, max_memory: str
         np.save(out, restored)
     records = report["slices"][0]
     tiles = records.get("tiles", [records])
-    row = {"size": size, "section": section, "tile": tile or None, "device": report["device"], "threads": torch.get_num_threads(),
+    row = {"size": size, "section": None if pair else section, "image": pair or "isbi", "tile": tile or None, "device": report["device"], "threads": torch.get_num_threads(),
            "wall_s": round(seconds, 1), "iterations_per_problem": [t["iterations"] for t in tiles],
            "stop_iterations": [t["stop_iteration"] for t in tiles], "problems": len(tiles),
            "events": seen["iterations"], "s_per_event_first5": seen["first"],
            "peak_rss_gb": round(peak / 2 ** 30, 3), "fit_peak_gb": round((peak - before) / 2 ** 30, 3),
-           "psnr_noisy": psnr(noisy, clean), "psnr": psnr(restored, clean), "tiling": report.get("tiling"),
+           **{f"{k}_noisy": v for k, v in scores(noisy, clean, bool(pair)).items()},
+           **scores(restored, clean, bool(pair)), "noise": records.get("noise", tiles[0].get("noise")),
+           "stop_rule": records.get("stop_rule", tiles[0].get("stop_rule")), "tiling": report.get("tiling"),
            "precision": report["precision"], "stop": stop, "iterations_cap": report["fit"]["iterations"],
            "architecture": report["architecture"], "cancelled": report["cancelled"], "s_per_event": seconds / max(seen["iterations"], 1)}
     return row
@@ -122,6 +156,7 @@ def main() -> None:
     ap.add_argument("--stop", default="auto", help="stopping rule (default: auto)")
     ap.add_argument("--max-memory", default=None, help="memory budget, e.g. 3GB")
     ap.add_argument("--section", type=int, default=20, help="first ISBI section (default 20, held out)")
+    ap.add_argument("--image", default=None, help="a real-noise pair instead of ISBI sections (size 512), e.g. w2s-020_1")
     ap.add_argument("--band", type=int, default=8, help="half width of the seam bands, pixels")
     ap.add_argument("--save", default=None, help="--one: save the output (.npy)")
     ap.add_argument("--cancel-after", type=int, default=None, metavar="N",
@@ -131,13 +166,13 @@ def main() -> None:
     args = ap.parse_args()
     if args.one:
         print(json.dumps(one(*args.one, args.iterations, args.stop, args.max_memory, args.save, args.cancel_after,
-                             args.section, args.architecture)))
+                             args.section, args.architecture, args.image)))
         return
     rows = []
     work = Path(args.out).with_suffix("")
     work.mkdir(parents=True, exist_ok=True)
     for size in [int(s) for s in args.sizes.split(",")]:
-        clean, _ = image(size, args.section)
+        clean, _ = real_pair(args.image) if args.image else image(size, args.section)
         outputs = {}
         for tile in [int(t) for t in args.tiles.split(",")]:
             save = work / f"out_{size}_{tile}.npy"
@@ -151,6 +186,7 @@ def main() -> None:
             cmd += ["--iterations", str(args.iterations)] if args.iterations else []
             cmd += ["--max-memory", args.max_memory] if args.max_memory else []
             cmd += ["--architecture", args.architecture] if args.architecture else []
+            cmd += ["--image", args.image] if args.image else []
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode:
                 print(done.stderr, file=sys.stderr)
@@ -164,9 +200,11 @@ def main() -> None:
             for row in rows:
                 if row["size"] == size and row["tile"]:
                     m = seam_mask(clean.shape, row["tile"], args.band)
-                    row["seam_psnr"] = psnr(outputs[row["tile"]][m], clean[m])
-                    row["seam_psnr_whole"] = psnr(outputs[0][m], clean[m])
-                    row["psnr_whole"] = psnr(outputs[0], clean)
+                    tiled, ref = in_unit(outputs[row["tile"]], clean, bool(args.image))
+                    whole, _ = in_unit(outputs[0], clean, bool(args.image))
+                    row["seam_psnr"] = psnr(tiled[m], ref[m])
+                    row["seam_psnr_whole"] = psnr(whole[m], ref[m])
+                    row["psnr_whole"] = psnr(whole, ref)
         Path(args.out).write_text(json.dumps(rows, indent=1))
 
 

@@ -53,6 +53,21 @@ def test_the_default_fits_gaussian_noise_exactly_as_the_gaussian_setting():
     np.testing.assert_array_equal(out, same)
 
 
+def test_a_tiled_slice_reports_its_noise_model_stop_and_loss_like_a_whole_one():
+    """Tiles share their slice's model: the slice record and every tile's carry it, with the
+    rule and the loss of the fit (shot noise here: vst-mse and the discrepancy stop)."""
+    rng = np.random.default_rng(2)
+    img = np.clip(3.0 * rng.poisson(_scene(96) / 3.0) + rng.normal(0, 3, (96, 96)), 0, 255).astype(np.uint8)
+    _, whole = api.denoise(img, return_report=True, **dict(TINY, iterations=3))
+    _, tiled = api.denoise(img, tile_size=64, return_report=True, **dict(TINY, iterations=3))
+    (slice_whole,), (slice_tiled,) = whole["slices"], tiled["slices"]
+    assert len(slice_tiled["tiles"]) == 4 and slice_whole["noise"]["kind"] == "poisson-gaussian"
+    for record in (slice_tiled, *slice_tiled["tiles"]):
+        assert record["noise"] == slice_whole["noise"] and record["noise_source"] == "estimated"
+        assert record["stop_rule"] == slice_whole["stop_rule"] == "discrepancy"
+        assert record["loss"] == "vst-mse"
+
+
 def test_a_given_loss_is_used_as_is_and_refused_with_a_noise_model():
     img = np.clip(_scene() + np.random.default_rng(6).normal(0, 5, (64, 64)), 0, 255).astype(np.uint8)
     _, report = api.denoise(img, loss="mse", return_report=True, **TINY)

@@ -29,6 +29,7 @@ __all__ = ["denoise", "super_resolve", "inpaint", "deconvolve", "restore", "run"
            "SliceProgress", "SliceDone"]
 
 log = logging.getLogger("napari_dip")
+SLICE_NOISE_ENTRIES = ("noise", "noise_source", "noise_levels", "stop_rule", "loss")  # a tiled slice takes them from its tiles
 TIMED_ITERATIONS = 5  # a tiled run's time per iteration is measured over its first fit's first iterations
 WARM_LR_RAMP = 25
 """Iterations over which a warm-started fit's learning rate rises to the configured one. With
@@ -301,7 +302,8 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
         report.setdefault("parameters", result.parameters)
         if expansion is not None:
             cancelled = result.cancelled
-            outputs = _tile_outputs(expansion, group, result, config, intensity, settings, warm, models)
+            outputs = _tile_outputs(expansion, group, result, config, intensity, settings, warm, models,
+                                    _noise_entries(rule, fidelity_now, config))
             if tile_store is not None and tiles is not None and not cancelled:
                 for (index, t), (restored, record) in zip(group, outputs):
                     tile_store.put(index, t, restored, record)
@@ -322,8 +324,7 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
             record = _slice_record(index, g, result, restored, obs[g], truth, config)
             record.update(batch=n, warm_start=warm, precision=settings.precision, lr_ramp=settings.lr_ramp)
             if models:
-                record.update(config.noise.record(*models[g]), stop_rule=getattr(rule, "name", config.stop),
-                              loss=config.noise.loss if fidelity_now is not None else "mse")
+                record.update(config.noise.record(*models[g]), **_noise_entries(rule, fidelity_now, config))
             if result.cancelled:
                 cancelled = True
                 record["partial"] = True
@@ -473,9 +474,15 @@ def _relay(gen, batch: list[int], position: int, count: int, previews: Callable 
         yield SliceProgress(batch[0], position, count, event, tuple(batch), tiles or (), left)
 
 
+def _noise_entries(rule, fidelity, config: TaskConfig) -> dict:
+    """A noise-modelled fit's report entries beside its model: the stopping rule and the loss."""
+    return {"stop_rule": getattr(rule, "name", config.stop), "loss": config.noise.loss if fidelity is not None else "mse"}
+
+
 def _tile_outputs(tiles, group, result: FitResult, config: TaskConfig, intensity: Intensity,
-                  settings: FitSettings, warm: bool, models=None) -> list[tuple[np.ndarray, dict]]:
-    """(restored tile in unit intensities, its record) of each problem of a fit of tiles."""
+                  settings: FitSettings, warm: bool, models=None, noted: dict | None = None) -> list[tuple[np.ndarray, dict]]:
+    """(restored tile in unit intensities, its record) of each problem of a fit of tiles;
+    ``noted``: the noise entries of a modelled fit (:func:`_noise_entries`)."""
     th, tw = tiles.fitted
     outputs = []
     for g, (index, t) in enumerate(group):
@@ -484,6 +491,8 @@ def _tile_outputs(tiles, group, result: FitResult, config: TaskConfig, intensity
             restored = config.noise.finish(restored, models[g][0], intensity.offset, intensity.scale)
         record = _slice_record(index, g, result, restored, tiles.observed(index, t), None, config)
         record.update(tile=t, batch=len(group), warm_start=warm, precision=settings.precision)
+        if models:
+            record.update(config.noise.record(*models[g]), **noted)
         outputs.append((restored, record))
     return outputs
 
@@ -511,6 +520,7 @@ def _blend_tiles(tiles, group, outputs: list[tuple[np.ndarray, dict]], cancelled
                   "fitted_iterations": int(sum(p["fitted_iterations"] for p in parts)),
                   "final_loss": float(np.mean(losses)) if losses else None,
                   "precision": parts[-1]["precision"]}
+        record.update({k: parts[0][k] for k in SLICE_NOISE_ENTRIES if k in parts[0]})  # the slice's, as its tiles'
         if gt is not None:
             truth = intensity.to_unit(gt[index])
             record["psnr_input"], record["ssim_input"] = _metrics(
