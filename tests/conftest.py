@@ -1,8 +1,9 @@
 """Fixtures for the napari widget tests (run under Xvfb via pytest-xvfb; QT_QPA_PLATFORM unset)."""
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
-
 
 import numpy as np
 import pytest
@@ -61,6 +62,20 @@ def run_job(qtbot):
         qtbot.waitUntil(lambda: not widget.runner.running, timeout=timeout)
         return widget.runner.layer
     return run
+
+
+@pytest.fixture
+def read_only_folder(monkeypatch):
+    """read_only_folder(folder): creating files under ``folder`` fails as on a read-only mount."""
+    real = os.open
+
+    def make(folder):
+        def read_only(path, flags, *args, **kwargs):
+            if str(path).startswith(str(folder)) and flags & os.O_CREAT:
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+            return real(path, flags, *args, **kwargs)
+        monkeypatch.setattr(os, "open", read_only)
+    return make
 
 
 @pytest.fixture

@@ -76,20 +76,14 @@ def test_a_format_that_cannot_hold_the_result_is_refused_before_the_fit(tmp_path
     _refused(["denoise", str(src), "-o", str(tmp_path / out), *QUICK], capsys, tmp_path, message)
 
 
-def test_a_read_only_output_folder_is_refused_in_one_line(tmp_path, capsys, no_fit, monkeypatch):
+def test_a_read_only_output_folder_is_refused_in_one_line(tmp_path, capsys, no_fit, read_only_folder):
     src = tmp_path / "in.npy"
     np.save(src, np.random.default_rng(0).random((16, 16)).astype(np.float32))
     folder = tmp_path / "ro"
     with _mount(folder, "ro,size=64k") as mounted:
         if not mounted:  # root writes through chmod; emulate the read-only mount instead
             folder.mkdir(exist_ok=True)
-            real = os.open
-
-            def read_only(path, flags, *args, **kwargs):
-                if str(path).startswith(str(folder)) and flags & os.O_CREAT:
-                    raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
-                return real(path, flags, *args, **kwargs)
-            monkeypatch.setattr(os, "open", read_only)
+            read_only_folder(folder)
         _refused(["denoise", str(src), "-o", str(folder / "out.npy"), *QUICK], capsys, tmp_path,
                  "Read-only file system")
         assert os.listdir(folder) == []

@@ -188,8 +188,8 @@ def test_an_out_that_cannot_take_the_slices_in_place_is_refused_before_the_fit(m
 
 
 @pytest.mark.parametrize("problem", ["no room", "read-only"])
-def test_a_tiff_output_without_room_or_write_access_is_refused_in_one_line_before_the_fit(tmp_path, capsys,
-                                                                                       monkeypatch, problem):
+def test_a_tiff_output_without_room_or_write_access_is_refused_in_one_line_before_the_fit(
+        tmp_path, capsys, monkeypatch, read_only_folder, problem):
     import napari_dip.batch.steps as steps
 
     def no_fit(*args, **kwargs):
@@ -203,13 +203,7 @@ def test_a_tiff_output_without_room_or_write_access_is_refused_in_one_line_befor
         monkeypatch.setattr(steps.shutil, "disk_usage", lambda p: type("Usage", (), {"free": 64 * 1024}))
         message = "it needs about 98.3 KB (resumable store 65.5 KB, output 32.8 KB uncompressed)"
     else:
-        real = os.open
-
-        def read_only(path, flags, *args, **kwargs):
-            if str(path).startswith(str(folder)) and flags & os.O_CREAT:
-                raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
-            return real(path, flags, *args, **kwargs)
-        monkeypatch.setattr(os, "open", read_only)
+        read_only_folder(folder)
         message = "Read-only file system"
     code = main(["denoise", str(src), "-o", str(folder / "out.tif"), "--dtype", "input", "--quiet"])
     err = capsys.readouterr().err.strip()
