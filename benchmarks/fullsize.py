@@ -75,9 +75,8 @@ def in_unit(x: np.ndarray, clean: np.ndarray, real: bool) -> tuple[np.ndarray, n
     output's least-squares affine map onto the clean image, both divided by 255."""
     if not real:
         return x, clean
-    design = np.stack([np.ravel(x), np.ones(np.size(x))], 1).astype(np.float64)
-    coef, *_ = np.linalg.lstsq(design, clean.ravel(), rcond=None)
-    return (design @ coef).reshape(clean.shape) / 255, clean / 255
+    from quality import affine_map
+    return affine_map(x, clean), clean / 255
 
 
 def scores(x: np.ndarray, clean: np.ndarray, real: bool) -> dict:
@@ -85,7 +84,7 @@ def scores(x: np.ndarray, clean: np.ndarray, real: bool) -> dict:
     if not real:
         return {"psnr": psnr(x, clean)}
     from quality import affine_score
-    p, q = affine_score(np.asarray(x, np.float64), clean)
+    p, q = affine_score(x, clean)
     return {"psnr": p, "ssim": q}
 
 

@@ -328,13 +328,17 @@ def estimate_model(pair: Pair):
     return estimate_noise(pair.noisy).model
 
 
-def affine_score(out: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
-    """PSNR and SSIM (images scaled by 1/255) after the least-squares affine map of ``out``
-    onto ``clean``: the noisy and clean images were each scaled to 8 bits on their own."""
-    design = np.stack([out.ravel(), np.ones(out.size)], 1)
+def affine_map(out: np.ndarray, clean: np.ndarray) -> np.ndarray:
+    """The least-squares affine map of ``out`` onto ``clean``, scaled by 1/255: the noisy and
+    clean images were each scaled to 8 bits on their own."""
+    design = np.stack([np.ravel(out), np.ones(np.size(out))], 1).astype(np.float64)
     coef, *_ = np.linalg.lstsq(design, clean.ravel(), rcond=None)
-    mapped = (design @ coef).reshape(out.shape) / 255
-    return score(mapped[None], (clean / 255)[None])
+    return (design @ coef).reshape(clean.shape) / 255
+
+
+def affine_score(out: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
+    """PSNR and SSIM (images scaled by 1/255) after :func:`affine_map`."""
+    return score(affine_map(out, clean)[None], (clean / 255)[None])
 
 
 def realnoise_classical(pairs: list[Pair], crop_text: str, full: list[Pair] | None = None) -> list[dict]:
