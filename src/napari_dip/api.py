@@ -29,7 +29,8 @@ __all__ = ["denoise", "super_resolve", "inpaint", "deconvolve", "restore", "run"
            "SliceProgress", "SliceDone"]
 
 log = logging.getLogger("napari_dip")
-SLICE_NOISE_ENTRIES = ("noise", "noise_source", "noise_levels", "stop_rule", "loss")  # a tiled slice takes them from its tiles
+# The noise entries of a record that a tiled slice takes from its tiles (they share its model).
+SLICE_NOISE_ENTRIES = ("noise", "noise_source", "noise_levels", "stop_rule", "loss")
 TIMED_ITERATIONS = 5  # a tiled run's time per iteration is measured over its first fit's first iterations
 WARM_LR_RAMP = 25
 """Iterations over which a warm-started fit's learning rate rises to the configured one. With
@@ -476,11 +477,13 @@ def _relay(gen, batch: list[int], position: int, count: int, previews: Callable 
 
 def _noise_entries(rule, fidelity, config: TaskConfig) -> dict:
     """A noise-modelled fit's report entries beside its model: the stopping rule and the loss."""
-    return {"stop_rule": getattr(rule, "name", config.stop), "loss": config.noise.loss if fidelity is not None else "mse"}
+    return {"stop_rule": getattr(rule, "name", config.stop),
+            "loss": config.noise.loss if fidelity is not None else "mse"}
 
 
 def _tile_outputs(tiles, group, result: FitResult, config: TaskConfig, intensity: Intensity,
-                  settings: FitSettings, warm: bool, models=None, noted: dict | None = None) -> list[tuple[np.ndarray, dict]]:
+                  settings: FitSettings, warm: bool, models=None,
+                  noted: dict | None = None) -> list[tuple[np.ndarray, dict]]:
     """(restored tile in unit intensities, its record) of each problem of a fit of tiles;
     ``noted``: the noise entries of a modelled fit (:func:`_noise_entries`)."""
     th, tw = tiles.fitted
@@ -520,7 +523,7 @@ def _blend_tiles(tiles, group, outputs: list[tuple[np.ndarray, dict]], cancelled
                   "fitted_iterations": int(sum(p["fitted_iterations"] for p in parts)),
                   "final_loss": float(np.mean(losses)) if losses else None,
                   "precision": parts[-1]["precision"]}
-        record.update({k: parts[0][k] for k in SLICE_NOISE_ENTRIES if k in parts[0]})  # the slice's, as its tiles'
+        record.update({k: parts[0][k] for k in SLICE_NOISE_ENTRIES if k in parts[0]})
         if gt is not None:
             truth = intensity.to_unit(gt[index])
             record["psnr_input"], record["ssim_input"] = _metrics(
