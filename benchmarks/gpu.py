@@ -2,8 +2,10 @@
 
 Runs unchanged on a CUDA machine: times ``--timing`` iterations of the default denoising
 fit of one 512 x 512 ISBI section (after ``--warmup`` iterations, synchronising the device
-around the timed stretch only), then the whole default run of the section as
-`napari-dip denoise IN -o OUT` does it (:mod:`section`), and prints both as JSON lines.
+around the timed stretch only), counts on CUDA the host syncs per iteration of the default
+run (PyTorch's sync debug mode; the loop reads the device once per iteration), then runs the
+whole default run of the section as `napari-dip denoise IN -o OUT` does it (:mod:`section`),
+and prints both as JSON lines.
 The engine picks bf16 autocast with channels-last on GPUs that support bf16, fp32 elsewhere.
 
     python benchmarks/gpu.py                                            # CUDA if present
@@ -46,6 +48,31 @@ def iterations_per_second(noisy, device: str, timing: int, warmup: int) -> dict:
             "iterations_per_s": round(timing / seconds, 3) if seconds > 0 else None}
 
 
+def host_syncs_per_iteration(noisy, device: str, warmup: int, count: int = 20) -> float | None:
+    """Synchronising calls per iteration of the default run (as the CLI's) on CUDA, counted
+    from iteration ``warmup`` on by PyTorch's sync debug mode; None on other devices."""
+    import warnings
+
+    import torch
+    from napari_dip import api
+
+    if torch.device(device).type != "cuda":
+        return None
+    seen = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            def note(event):
+                progress = getattr(event, "progress", None)
+                if progress is not None and progress.iteration in (warmup, warmup + count):
+                    seen[progress.iteration] = len(caught)
+            api.denoise(noisy[0], device=device, iterations=warmup + count, callback=note)
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    return (seen[warmup + count] - seen[warmup]) / count
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cuda, cuda:N, mps, cpu")
@@ -60,6 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("--timing and --warmup must be at least 1")
     clean, noisy = load_sections(args.section, 1, args.size, args.data)
     speed = iterations_per_second(noisy, args.device, args.timing, args.warmup)
+    speed["host_syncs_per_iteration"] = host_syncs_per_iteration(noisy, speed["device"], args.warmup)
     print(json.dumps({"section": args.section, "size": args.size, **speed}), flush=True)
     row = denoise_section(noisy, clean, device=speed["device"], iterations=args.iterations)
     print(json.dumps({"section": args.section, "size": args.size, **row}), flush=True)

@@ -9,6 +9,7 @@ CPU seconds of the process, iterations, stop iteration, PSNR and the settings us
 
     python benchmarks/section.py --section 20                    # the full-size row
     python benchmarks/section.py --section 20 --stack 30         # the 30-section stack
+    python benchmarks/section.py --section 20 --stack 3 --warm-start off   # cold, for comparison
     python benchmarks/section.py --size 64 --iterations 3        # smoke test
     python benchmarks/section.py --costs skip:auto skip:fp32 shuffle:fp32 shuffle:bf16  # CPU s per iteration
 """
@@ -42,10 +43,13 @@ def psnr(x: np.ndarray, ref: np.ndarray) -> float:
 
 
 def denoise_section(noisy: np.ndarray, clean: np.ndarray, *, device: str = "auto",
-                    iterations: int | None = None) -> dict:
-    """Denoise with the defaults (``iterations`` overrides the cap, for smoke tests)."""
+                    iterations: int | None = None, warm_start: bool | None = None) -> dict:
+    """Denoise with the defaults (``iterations`` overrides the cap, for smoke tests;
+    ``warm_start`` the API's default, on for a stack)."""
     from napari_dip import api
     options = {} if iterations is None else {"iterations": iterations}
+    if warm_start is not None:
+        options["warm_start"] = warm_start
     image = noisy[0] if len(noisy) == 1 else noisy
     wall, cpu = time.perf_counter(), time.process_time()
     out, report = api.denoise(image, device=device, return_report=True, **options)
@@ -58,6 +62,8 @@ def denoise_section(noisy: np.ndarray, clean: np.ndarray, *, device: str = "auto
         "psnr_noisy": round(float(np.mean([psnr(n, c) for n, c in zip(noisy, clean)])), 3),
         "iterations": [s["fitted_iterations"] for s in slices],
         "stop_iteration": [s["stop_iteration"] for s in slices],
+        "warm_start": report["warm_start"], "batch_size": report["batch_size"],
+        "psnr_per_section": [round(psnr(o, c), 3) for o, c in zip(out, clean)],
         "device": report["device"], "precision": report["precision"], "preset": report["preset"],
         "network": report["network"]["type"], "stopping": report["stopping"],
     }
@@ -99,6 +105,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--size", type=int, default=512, help="crop the sections to this size (default 512)")
     parser.add_argument("--iterations", type=int, help="iteration cap (default: the preset's)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--warm-start", choices=("on", "off"),
+                        help="warm starts across the stack (default: the API's, on)")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--costs", nargs="+", metavar="ARCH:PRECISION",
                         help="only measure CPU s per iteration of these cases, e.g. skip:auto shuffle:fp32")
@@ -110,7 +118,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps(row), flush=True)
         return row
     row = {"section": args.section, "size": args.size,
-           **denoise_section(noisy, clean, device=args.device, iterations=args.iterations)}
+           **denoise_section(noisy, clean, device=args.device, iterations=args.iterations,
+                             warm_start=None if args.warm_start is None else args.warm_start == "on")}
     print(json.dumps(row), flush=True)
     return row
 

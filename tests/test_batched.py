@@ -177,6 +177,32 @@ def test_a_loss_jump_puts_the_weights_back_exactly_where_the_last_snapshot_was()
         torch.testing.assert_close(after_jump[1], undisturbed[1], rtol=1e-5, atol=1e-6)
 
 
+class _Spikes:
+    """Identity, except that at call ``at[g]`` problem ``g`` sees a far-off output."""
+
+    def __init__(self, at: list[int]):
+        self.at, self.calls = at, 0
+
+    def __call__(self, x):
+        self.calls += 1
+        hit = [g for g, a in enumerate(self.at) if a == self.calls]
+        if hit:
+            x = x.clone()
+            x[hit] = x[hit] * 0 + 5
+        return x
+
+
+def test_a_jump_of_one_problem_does_not_cancel_the_snapshot_of_another():
+    # problem 1 jumps at iteration 10, when the snapshots are taken; problem 0 still takes
+    # its own (the weights after 9 steps) and falls back to it when it jumps at 15, as alone
+    _, noisy = _stack(2)
+    config = make_config("denoise", network=TINY, iterations=15, stop="fixed", precision="fp32", lr=0.05)
+    jumped = _weights(config, noisy[:, None], [1, 2], spike=_Spikes([15, 10]))
+    nine = _weights(replace(config, fit=replace(config.fit, iterations=9)), noisy[:, None], [1, 2])
+    for after_jump, at_nine in zip(jumped, nine):
+        torch.testing.assert_close(after_jump[0], at_nine[0], rtol=0, atol=0)
+
+
 def test_falling_back_restores_the_saved_adam_moments_of_those_problems_only():
     from napari_dip.core.scheduler import LayoutAdam
     w = torch.nn.Parameter(torch.zeros(4, 3))  # 2 problems of 2 rows each
@@ -187,7 +213,7 @@ def test_falling_back_restores_the_saved_adam_moments_of_those_problems_only():
         opt.step(0.1)
 
     step(1.0)
-    opt.save()
+    opt.save(torch.tensor([True, True]), 2)
     saved = {k: v.clone() for k, v in opt.optimizer.state[opt.views[0]].items() if v.ndim}
     step(-3.0)
     step(2.0)

@@ -180,7 +180,8 @@ def test_a_budget_too_small_for_the_whole_image_picks_tiles_and_batches_it_holds
     img = phantom(256, 256)
     net = DecoderConfig(channels=16, blocks=3, scale=4)
     whole = fit_bytes(net, 1, (256, 256), precision="fp32")
-    res = fit_decoder(img, iterations=2, max_memory=whole // 2, **SMALL)
+    # fp32 throughout: on a CPU with bf16 hardware 'auto' would plan the tiles in bf16
+    res = fit_decoder(img, iterations=2, max_memory=whole // 2, precision="fp32", **SMALL)
     r = res.report
     assert r["tiled"] and r["patch_size"][0] < 256 and res.output.shape == img.shape
     per_tile = fit_bytes(net, 1, tuple(r["patch_size"]), precision="fp32")

@@ -76,6 +76,7 @@ def test_gpu_benchmark_runs_on_the_cpu_as_a_smoke_test(capsys):
     result = gpu.main(["--device", "cpu", "--size", "32", "--timing", "2", "--warmup", "1", "--iterations", "2"])
     assert result["speed"]["device"] == "cpu" and result["speed"]["iterations_per_s"] > 0
     assert result["speed"]["timed_iterations"] == 2
+    assert result["speed"]["host_syncs_per_iteration"] is None  # counted on CUDA only
     row = result["section"]
     assert row["iterations"] == [2] and row["sections"] == 1
     assert 0 < row["psnr"] < 60 and row["psnr_noisy"] == pytest.approx(20.2, abs=0.5)  # sigma 25/255

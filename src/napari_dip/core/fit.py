@@ -23,7 +23,8 @@ from .losses import MSE, Loss
 from .metrics import psnr as psnr_fn
 from .metrics import ssim as ssim_fn
 from .nets.blocks import count_parameters
-from .scheduler import Group, Scheduler, rows
+from .scheduler import Group, Scheduler, per_row
+from .stopping import wide_dtype
 from .scheduler import LayoutAdam, parallel_groups  # noqa: F401 (public here too)
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -216,7 +217,10 @@ def problem_bytes(make: Callable[[], nn.Module], code_shape: Sequence[int]) -> i
 
 
 def _step(a: Group, it: int, settings: FitSettings, autocast, prev_out, prev_loss):
-    """One iteration for the problems of ``a``: (outputs, losses, which ones jumped)."""
+    """One iteration for the problems of ``a``: (outputs, losses, which ones jumped), all on the
+    device and computed without reading anything back to the host (the loop reads once per
+    iteration, see :func:`fit`). A jumped problem's weights go back to its last good ones after
+    that read (:meth:`.Scheduler.fall_back`); here it repeats its last good output and loss."""
     device = a.code.device
     # Problems sharing their code take it once, with noise drawn from the first stream.
     z, streams = (a.code[:1], a.gens[:1]) if a.shared else (a.code, a.gens)
@@ -233,32 +237,22 @@ def _step(a: Group, it: int, settings: FitSettings, autocast, prev_out, prev_los
     out = out.float()
     per_problem = a.loss(a.op(out), a.y)
     per_problem.sum().backward()
-    loss_now = per_problem.detach().cpu()
+    loss_now = per_problem.detach()
     out = out.detach()
-    # a loss that is not finite counts as a jump: its gradient would poison the weights
-    jumped = (torch.zeros(a.n, dtype=torch.bool) if prev_loss is None
-              else (loss_now > settings.loss_jump * prev_loss) | ~torch.isfinite(loss_now))
-    if not bool(jumped.any()) and it % SNAPSHOT_EVERY == 0:
-        with torch.no_grad():
-            torch._foreach_copy_(a.good, [p.detach() for p in a.params])
-        a.opt.save()
+    if prev_loss is None:
+        jumped = torch.zeros(a.n, dtype=torch.bool, device=device)
+    else:  # a loss that is not finite counts as a jump: its gradient would poison the weights
+        jumped = (loss_now > settings.loss_jump * prev_loss) | ~torch.isfinite(loss_now)
+    if it % SNAPSHOT_EVERY == 0:
+        a.snapshot(~jumped)  # the weights and moments a later jump falls back to, per problem
     a.opt.step(settings.lr * min(1.0, it / settings.lr_ramp) if settings.lr_ramp else settings.lr)
-    if bool(jumped.any()):
-        # Per problem: the loss jumped, so this step is undone and the problem goes back to
-        # its last good weights and Adam moments (at most SNAPSHOT_EVERY iterations old),
-        # repeating the last good output and loss. The optimiser still counts the step, so
-        # problems fitted in one batch follow the paths they follow alone.
-        keep = jumped.to(device)
-        with torch.no_grad():
-            for r, g in zip(rows([p.detach() for p in a.params], a.n), rows(a.good, a.n)):
-                r[keep] = g[keep]
-        a.opt.fall_back(keep, a.n)
-        out = torch.where(keep.view(-1, 1, 1, 1), prev_out, out)
+    if prev_out is not None:
+        out = torch.where(per_row(jumped, out), prev_out, out)
         loss_now = torch.where(jumped, prev_loss, loss_now)
     if hasattr(a.net, "dropout_off"):
         # Networks with dropout are judged with it off (one more forward pass).
         with torch.no_grad(), a.net.dropout_off(), autocast():
-            out = torch.where(jumped.to(device).view(-1, 1, 1, 1), out, a.net(z).float())
+            out = torch.where(per_row(jumped, out), out, a.net(z).float())
     return out, loss_now, jumped
 
 
@@ -289,25 +283,32 @@ def fit(problem: Problem, settings: FitSettings, rule, *, device: torch.device,
 
     losses, psnrs, ssims = [], [], []
     out = loss = mean = psnr = None
-    done = torch.zeros(n, dtype=torch.bool)
+    done = torch.zeros(n, dtype=torch.bool, device=device)
+    wide = wide_dtype(device)  # of the one read per iteration: exact for float32 values
     start, it, cancelled = time.perf_counter(), 0, False
     with scheduler:
         for it in range(1, settings.iterations + 1):
             if cancel is not None and cancel():
                 cancelled, it = True, it - 1
                 break
-            out, loss = scheduler.step(step, out, loss)  # all G problems; finished ones keep theirs
+            # all G problems; finished ones keep theirs
+            out, loss, jumped = scheduler.step(step, out, loss)
             with torch.no_grad():
                 candidate = out
                 if settings.ema > 0:  # ramped: weights grow with t until the cap, so early outputs fade
                     mean = candidate = scheduler.average(mean, out, min(settings.ema, (1 + it) / (3 + it)))
                 if gt is not None:
                     psnr = scheduler.measure(psnr_fn, psnr, candidate, gt)
-                done |= rule.observe(it, out, candidate, psnr, loss)
-            event = Progress(it, settings.iterations, loss.tolist(), done=done.tolist())
+                done = done | rule.observe(it, out, candidate, psnr, loss).to(device)
+                # The one read per iteration (a GPU waits for its queue here): losses, done and
+                # jumped flags, and the PSNR when there is a ground truth.
+                parts = [loss, done, jumped] + ([] if psnr is None else [psnr])
+                values = torch.cat([p.to(wide) for p in parts]).tolist()
+            event = Progress(it, settings.iterations, values[:n], done=[v > 0 for v in values[n:2 * n]])
+            scheduler.fall_back([v > 0 for v in values[2 * n:3 * n]])
             losses.append(event.loss)
             if psnr is not None:
-                event.psnr = psnr.cpu().tolist()
+                event.psnr = values[3 * n:]
                 psnrs.append(event.psnr)
                 if settings.metrics_every and (it % settings.metrics_every == 0 or it == 1):
                     event.ssim = ssim_fn(candidate, gt).cpu().tolist()
@@ -315,9 +316,9 @@ def fit(problem: Problem, settings: FitSettings, rule, *, device: torch.device,
             if settings.preview_every and it % settings.preview_every == 0:
                 event.preview = candidate.detach().float().cpu().numpy()
             yield event
-            if bool(done.all()):
+            if all(event.done):
                 break
-            scheduler.retire(done)
+            scheduler.retire(event.done)
     scheduler.store()
     output, stop_iterations = rule.result()
     if output is None:  # cancelled before the first iteration

@@ -49,6 +49,6 @@ class DiscrepancyStop(DataFitStop):
 
     def observe(self, iteration: int, output: torch.Tensor, candidate: torch.Tensor,
                 psnr: torch.Tensor | None, loss: torch.Tensor | None = None) -> torch.Tensor:
-        y = self.observed.to(output.device)
+        y = self.observed = self.observed.to(output.device)  # moved once
         residual = ((output.detach()[..., : y.shape[-2], : y.shape[-1]].float() - y) ** 2).flatten(1).mean(1)
         return super().observe(iteration, output, candidate, psnr, residual)

@@ -45,18 +45,20 @@ class LayoutAdam:
         self.optimizer.param_groups[0]["lr"] = lr
         self.optimizer.step()
 
-    def save(self) -> None:
-        """Remember the Adam moments, for :meth:`fall_back` (the caller saves the weights)."""
+    @torch.no_grad()
+    def save(self, keep: torch.Tensor, n: int) -> None:
+        """Remember the Adam moments of the problems ``keep`` (bool on the device, one per
+        problem of ``n``), for :meth:`fall_back` (the caller saves the weights)."""
         for view in self.views:
             state = self.optimizer.state.get(view)
             if not state:
                 continue
             saved = self.saved.setdefault(view, {})
             for key in MOMENTS:
-                if key in saved:
-                    saved[key].copy_(state[key])
-                else:
-                    saved[key] = state[key].clone()
+                if key not in saved:  # zero until saved, as fall_back() assumes
+                    saved[key] = torch.zeros_like(state[key])
+                mine, now = saved[key].unflatten(0, (n, -1)), state[key].unflatten(0, (n, -1))
+                mine.copy_(torch.where(per_row(keep, now), now, mine))
 
     @torch.no_grad()
     def fall_back(self, keep: torch.Tensor, n: int) -> None:
@@ -113,6 +115,11 @@ def rows(tensors: Sequence[torch.Tensor], n: int) -> list[torch.Tensor]:
     return [t.unflatten(0, (n, -1)) for t in tensors]
 
 
+def per_row(flags: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``flags`` (G,) shaped to broadcast over ``like`` (G, ...), for ``torch.where``."""
+    return flags.view(-1, *[1] * (like.ndim - 1))
+
+
 def parallel_groups(setting: int, device: torch.device, n: int) -> int:
     """How many groups of a batch of ``n`` problems to fit at the same time (see
     :class:`napari_dip.core.fit.FitSettings`, ``parallel``)."""
@@ -148,12 +155,32 @@ class Group:
 
     def __post_init__(self):
         self.at = self.index.to(self.code.device)  # the same positions, on the device
+        self.members = self.index.tolist()  # and on the host, for decisions made there
         if hasattr(self.net, "draw_from"):  # dropout masks from the problems' own streams
             self.net.draw_from(self.gens)
 
     @property
     def n(self) -> int:
         return len(self.index)
+
+    @torch.no_grad()
+    def snapshot(self, keep: torch.Tensor) -> None:
+        """Copy the weights and Adam moments of the problems ``keep`` (bool on the device) to
+        what a loss jump falls back to; on the device, nothing read back."""
+        for mine, now in zip(rows(self.good, self.n), rows([p.detach() for p in self.params], self.n)):
+            mine.copy_(torch.where(per_row(keep, now), now, mine))
+        self.opt.save(keep, self.n)
+
+    @torch.no_grad()
+    def fall_back(self, keep: list[bool]) -> None:
+        """Give the problems ``keep`` their last good weights and Adam moments (at most
+        SNAPSHOT_EVERY iterations old): their loss jumped, so their last step is undone. The
+        optimiser still counts the step, so problems fitted in one batch follow the paths
+        they follow alone."""
+        flags = torch.tensor(keep, device=self.code.device)
+        for now, good in zip(rows([p.detach() for p in self.params], self.n), rows(self.good, self.n)):
+            now.copy_(torch.where(per_row(flags, now), good, now))
+        self.opt.fall_back(flags, self.n)
 
 
 def _on(part, device: torch.device):
@@ -220,8 +247,9 @@ class Scheduler:
     def step(self, step: Callable, out: torch.Tensor | None, loss: torch.Tensor | None):
         """Step every group: ``step(group, its previous outputs, its previous losses)``
         returns (outputs, losses, which jumped) for the group's problems. Returns the outputs
-        (G, C, H, W, on the device) and losses (G, on the host) of all G problems, finished
-        ones keeping theirs (``out``, ``loss``: the last iteration's, None at the first)."""
+        (G, C, H, W), losses (G,) and jump flags (G,) of all G problems, on the device,
+        finished ones keeping theirs (``out``, ``loss``: the last iteration's, None at the
+        first)."""
         full = self.full
         for g in self.groups:
             self.fitted[g.index] += 1
@@ -229,17 +257,29 @@ class Scheduler:
         def one(g: Group):
             if out is None:
                 return step(g, None, None)
-            return step(g, out if full else out[g.at], loss if full else loss[g.index])
+            return step(g, out if full else out[g.at], loss if full else loss[g.at])
 
         steps = [one(self.groups[0])] if len(self.groups) == 1 else list(self._pool.map(one, self.groups))
-        self.restarts += sum(int(jumped.sum()) for _, _, jumped in steps)
         if full:
-            return steps[0][0], steps[0][1]
-        out = steps[0][0].new_empty((self.n, *steps[0][0].shape[1:])) if out is None else out.clone()
-        loss = torch.empty(self.n) if loss is None else loss.clone()
-        for g, (o, l, _) in zip(self.groups, steps):
-            out[g.at], loss[g.index] = o, l
-        return out, loss
+            return steps[0]
+        first_out, first_loss, first_jumped = steps[0]
+        out = first_out.new_empty((self.n, *first_out.shape[1:])) if out is None else out.clone()
+        loss = first_loss.new_empty(self.n) if loss is None else loss.clone()
+        jumped = first_jumped.new_zeros(self.n)
+        for g, (o, l, j) in zip(self.groups, steps):
+            out[g.at], loss[g.at], jumped[g.at] = o, l, j
+        return out, loss, jumped
+
+    def fall_back(self, jumped: list[bool]) -> None:
+        """Undo the last step of the problems whose loss jumped (``jumped``: G flags read back
+        by the loop) and count them as restarts."""
+        if not any(jumped):
+            return
+        self.restarts += sum(jumped)
+        for g in self.groups:
+            keep = [jumped[i] for i in g.members]
+            if any(keep):
+                g.fall_back(keep)
 
     def average(self, mean: torch.Tensor | None, out: torch.Tensor, decay: float) -> torch.Tensor:
         """The running average ``mean`` of the outputs moved towards ``out`` by ``1 - decay``
@@ -258,12 +298,13 @@ class Scheduler:
         now = metric(*(t[self.at] for t in tensors))
         return (now.new_empty(self.n) if before is None else before).index_copy(0, self.at, now)
 
-    def retire(self, done: torch.Tensor) -> None:
-        """Stop fitting the problems ``done`` (bool, G): the rest go on in smaller groups."""
-        if self.make is None or not bool(done[self.left].any()):
+    def retire(self, done: list[bool]) -> None:
+        """Stop fitting the problems ``done`` (G flags): the rest go on in smaller groups."""
+        left = [i for g in self.groups for i in g.members]  # the problems being fitted, in order
+        if self.make is None or not any(done[i] for i in left):
             return
         self.store()
-        self.left = self.left[~done[self.left]]
+        self.left = torch.tensor([i for i in left if not done[i]], dtype=torch.long)
         self.groups = self._regroup(self.left, min(self.parallel, len(self.left)))
         self.at = self.left.to(self.at.device)
 

@@ -10,12 +10,18 @@ variance of the last W raw outputs falls while the network fits the image and ri
 starts fitting the noise; stop when it has not reached a new minimum for P iterations and
 return the output at the minimum. Its memory-light variant (``emv``) replaces the window by
 an exponential moving mean and variance.
+
+Rules keep their state on the outputs' device and decide there: ``observe`` reads nothing
+back to the host (the fitting loop reads once per iteration, see :func:`~.fit.fit`), so a GPU
+is never made to wait by a rule; ``result`` reads once, at the end.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+
+from .scheduler import per_row
 
 STOP_RULES = ("fixed", "oracle", "auto")
 STOP_VARIANTS = ("wmv", "emv")
@@ -78,7 +84,7 @@ class FixedStop:
     def observe(self, iteration: int, output: torch.Tensor, candidate: torch.Tensor,
                 psnr: torch.Tensor | None, loss: torch.Tensor | None = None) -> torch.Tensor:
         self._best, self._iteration = candidate, iteration
-        return torch.zeros(self.n, dtype=torch.bool)
+        return torch.zeros(self.n, dtype=torch.bool, device=candidate.device)
 
     def result(self) -> tuple[torch.Tensor, list[int]]:
         return self._best, [self._iteration] * self.n
@@ -92,11 +98,15 @@ class _KeepBest:
         self.iterations = torch.zeros(n_problems, dtype=torch.long)
 
     def update(self, iteration: int, chosen: torch.Tensor, better: torch.Tensor) -> None:
+        """Keep ``chosen`` (G, ...) and ``iteration`` for the problems ``better`` (G bools on
+        ``chosen``'s device), on the device (no boolean indexing: its size needs a read)."""
+        chosen = chosen.detach()
         if self.best is None:
-            self.best = chosen.detach().clone()
-        elif better.any():
-            self.best[better.to(chosen.device)] = chosen.detach()[better.to(chosen.device)]
-        self.iterations[better] = iteration
+            self.best = chosen.clone()
+            self.iterations = self.iterations.to(chosen.device)
+        else:
+            self.best = torch.where(per_row(better, chosen), chosen, self.best)
+        self.iterations = torch.where(better, iteration, self.iterations)
 
 
 class OracleStop:
@@ -116,11 +126,12 @@ class OracleStop:
                 psnr: torch.Tensor | None, loss: torch.Tensor | None = None) -> torch.Tensor:
         if psnr is None:
             raise ValueError("the 'oracle' stopping rule needs a ground truth")
-        psnr = psnr.detach().cpu()
+        psnr = psnr.detach()
+        self.best_psnr = self.best_psnr.to(psnr.device)
         better = psnr > self.best_psnr
         self._keep.update(iteration, candidate, better)
         self.best_psnr = torch.maximum(self.best_psnr, psnr)
-        return torch.zeros(self.n, dtype=torch.bool)
+        return torch.zeros(self.n, dtype=torch.bool, device=psnr.device)
 
     def result(self) -> tuple[torch.Tensor, list[int]]:
         return self._keep.best, self._keep.iterations.tolist()
@@ -219,8 +230,22 @@ class VarianceStop:
         self.best_variance = torch.full((n_problems,), float("inf"))
         self.done = torch.zeros(n_problems, dtype=torch.bool)
         self.stopped_at = torch.zeros(n_problems, dtype=torch.long)  # 0 = not stopped yet
-        self.variance: list[list[float]] = []  # (iteration, per-problem variance) history
+        self._history: list[tuple[int, torch.Tensor]] = []  # (iteration, variance (G,)) on the device
         self._last: tuple[int, torch.Tensor] | None = None
+
+    @property
+    def variance(self) -> list[list[float]]:
+        """The variance history: [iteration, variance of each problem] per iteration seen."""
+        if not self._history:
+            return []
+        values = torch.stack([v for _, v in self._history]).tolist()
+        return [[it, *row] for (it, _), row in zip(self._history, values)]
+
+    def _place(self, device: torch.device) -> None:
+        """The rule's per-problem state on the outputs' device (once)."""
+        if self.done.device != device:
+            self.done, self.stopped_at = self.done.to(device), self.stopped_at.to(device)
+            self.best_variance = self.best_variance.to(device)
 
     def _chosen(self, output: torch.Tensor, candidate: torch.Tensor) -> torch.Tensor:
         kind = self.settings.output
@@ -232,19 +257,19 @@ class VarianceStop:
 
     def observe(self, iteration: int, output: torch.Tensor, candidate: torch.Tensor,
                 psnr: torch.Tensor | None, loss: torch.Tensor | None = None) -> torch.Tensor:
+        self._place(output.device)
         var = self.tracker.push(output)
         if var is None or iteration < self.settings.min_iterations:
             self._last = (iteration, self._chosen(output, candidate))
             return self.done.clone()
-        var = var.cpu()
-        self.variance.append([iteration, *var.tolist()])
+        self._history.append((iteration, var))
         active = ~self.done
         better = active & (var < self.best_variance)
         self._keep.update(iteration, self._chosen(output, candidate), better)
         self.best_variance = torch.where(better, var, self.best_variance)
         stop = active & (iteration - self._keep.iterations >= self.settings.patience)
-        self.stopped_at[stop] = iteration
-        self.done |= stop
+        self.stopped_at = torch.where(stop, iteration, self.stopped_at)
+        self.done = self.done | stop
         return self.done.clone()
 
     def result(self) -> tuple[torch.Tensor, list[int]]:
@@ -270,10 +295,11 @@ class GatedVarianceStop(VarianceStop):
 
     def observe(self, iteration, output, candidate, psnr, loss=None):
         ready = self.gate.observe(iteration, output, candidate, psnr, loss)
+        self._place(output.device)
         waiting = ~ready & ~self.done
-        self.done |= waiting  # the parent's search skips problems marked done
+        self.done = self.done | waiting  # the parent's search skips problems marked done
         super().observe(iteration, output, candidate, psnr, loss)
-        self.done &= ~waiting
+        self.done = self.done & ~waiting
         self._latest = (iteration, self._chosen(output, candidate))
         return self.done.clone()
 
@@ -285,6 +311,11 @@ class GatedVarianceStop(VarianceStop):
         out = out.clone()
         out[missing.to(out.device)] = self._latest[1].detach()[missing.to(out.device)]
         return out, [self._latest[0] if m else i for m, i in zip(missing.tolist(), its)]
+
+
+def wide_dtype(device: torch.device) -> torch.dtype:
+    """The dtype rules accumulate losses in: float64, float32 on Apple MPS (no float64 there)."""
+    return torch.float32 if device.type == "mps" else torch.float64
 
 
 def _smooth(previous, value, span: int):
@@ -328,12 +359,14 @@ class DataFitStop:
                 psnr: torch.Tensor | None, loss: torch.Tensor | None = None) -> torch.Tensor:
         if loss is None:
             raise ValueError("the data-fit rule needs the loss of every iteration")
-        loss = loss.detach().double().cpu()
+        loss = loss.detach().to(wide_dtype(loss.device))
+        if self.done.device != loss.device:
+            self.done, self.target = self.done.to(loss.device), self.target.to(loss)
         self.smoothed = _smooth(self.smoothed, loss, self.span)
         self._last = (iteration, candidate)
         reached = ~self.done & (self.smoothed <= self.target)
         self._keep.update(iteration, candidate, reached)
-        self.done |= reached
+        self.done = self.done | reached
         return self.done.clone()
 
     def result(self) -> tuple[torch.Tensor, list[int]]:
@@ -342,9 +375,7 @@ class DataFitStop:
         last_it, last = self._last
         if self._keep.best is None:
             return last, [last_it] * self.n
-        out = self._keep.best.clone()
-        missed = (~self.done).to(out.device)
-        out[missed] = last.detach()[missed]
+        out = torch.where(per_row(self.done, last), self._keep.best, last.detach())
         its = torch.where(self.done, self._keep.iterations, torch.full_like(self._keep.iterations, last_it))
         return out, its.tolist()
 
