@@ -104,7 +104,7 @@ def seam_mask(shape: tuple[int, int], tile: int, band: int) -> np.ndarray:
 
 def one(size: int, tile: int, iterations: int | None, stop: str, max_memory: str | None, out: str | None,
         cancel_after: int | None = None, section: int = 20, architecture: str | None = None,
-        pair: str | None = None) -> dict:
+        pair: str | None = None, precision: str | None = None) -> dict:
     """Denoise one image (tile 0: whole) and return its row; saves the output to ``out``.
 
     ``cancel_after`` N stops the run after N iterations of its first fit (for sizes that take
@@ -126,6 +126,7 @@ def one(size: int, tile: int, iterations: int | None, stop: str, max_memory: str
 
     restored, report = api.denoise(noisy, iterations=iterations, stop=stop, return_report=True, callback=on_event,
                                    tile_size=tile or None, max_memory=max_memory, architecture=architecture,
+                                   precision=precision,
                                    cancel=None if cancel_after is None else lambda: seen["iterations"] >= cancel_after)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -161,11 +162,12 @@ def main() -> None:
     ap.add_argument("--cancel-after", type=int, default=None, metavar="N",
                     help="--one: stop after N iterations of the first fit (time per iteration and memory only)")
     ap.add_argument("--architecture", default=None, help="network architecture (default: the preset's)")
+    ap.add_argument("--precision", default=None, choices=("auto", "fp32", "bf16"), help="default: the preset's (auto)")
     ap.add_argument("--out", default="fullsize.json", help="results (JSON), one row per run")
     args = ap.parse_args()
     if args.one:
         print(json.dumps(one(*args.one, args.iterations, args.stop, args.max_memory, args.save, args.cancel_after,
-                             args.section, args.architecture, args.image)))
+                             args.section, args.architecture, args.image, args.precision)))
         return
     rows = []
     work = Path(args.out).with_suffix("")
@@ -185,6 +187,7 @@ def main() -> None:
             cmd += ["--iterations", str(args.iterations)] if args.iterations else []
             cmd += ["--max-memory", args.max_memory] if args.max_memory else []
             cmd += ["--architecture", args.architecture] if args.architecture else []
+            cmd += ["--precision", args.precision] if args.precision else []
             cmd += ["--image", args.image] if args.image else []
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode:

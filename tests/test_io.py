@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from napari_dip.io import ImageMeta, plane_axis, read_image, write_image, write_json
+from napari_dip.io import ImageMeta, mapped, plane_axis, read_image, write_image, write_json
 
 T1 = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mri" / "niimath_T1.nii.gz"
 EM = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "em" / "isbi2012_train_volume.tif"
@@ -86,6 +86,48 @@ def test_tiff_stack_keeps_imagej_spacing_unit_and_type(tmp_path):
     back, m3 = read_image(out)
     assert back.dtype == np.float32 and m3.spacing == pytest.approx((50.0, 4.0, 4.0))
     np.testing.assert_allclose(back, stack / 2)
+
+
+def test_uncompressed_tiff_and_npy_inputs_are_read_only_maps_of_the_file(tmp_path):
+    import tifffile
+    vol = np.random.default_rng(2).integers(0, 4000, (4, 24, 32), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "plain.tif", vol, imagej=True, metadata={"axes": "ZYX"})
+    tifffile.imwrite(tmp_path / "packed.tif", vol, compression="zlib", photometric="minisblack")
+    tifffile.imwrite(tmp_path / "swapped.tif", vol, byteorder=">", photometric="minisblack")
+    np.save(tmp_path / "plain.npy", vol)
+    for name, in_place in (("plain.tif", True), ("plain.npy", True), ("packed.tif", False), ("swapped.tif", False)):
+        arr, meta = read_image(tmp_path / name)
+        # the same pixels and type as decoded; only where they live differs
+        np.testing.assert_array_equal(arr, vol)
+        assert arr.dtype == np.uint16 and meta.dtype == "uint16" and arr.dtype.isnative
+        assert mapped(arr) is in_place, name
+        if in_place:  # a volume is read as it is used, and the user's file cannot be written through it
+            with pytest.raises(ValueError, match="read-only"):
+                arr[0, 0, 0] = 1
+    assert (tmp_path / "plain.tif").stat().st_size > vol.nbytes  # nothing was written back
+
+
+def test_scans_read_a_block_at_a_time_and_keep_what_a_whole_read_gives(tmp_path, monkeypatch):
+    import hashlib
+
+    import napari_dip.io as io
+    from napari_dip.arrays import Intensity, check_image
+    from napari_dip.batch.store import settings_key
+    monkeypatch.setattr(io, "BLOCK_BYTES", 4 * 24 * 32 * 2)  # four planes of the volume a block
+    vol = np.random.default_rng(3).integers(5, 4000, (10, 24, 32), dtype=np.uint16)
+    np.save(tmp_path / "v.npy", vol)
+    mm, _ = read_image(tmp_path / "v.npy")
+    parts = list(io.blocks(mm))
+    assert [len(b) for b in parts] == [4, 4, 2] and np.array_equal(np.concatenate(parts), vol)
+    assert Intensity.of(mm) == Intensity.of(np.array([vol.min(), vol.max()], np.uint16))
+    # the resume digest is the one of the whole buffer, as before blocks: old stores still resume
+    whole = hashlib.blake2b(vol.reshape(-1).view(np.uint8), digest_size=32).digest()
+    old = hashlib.sha256(b"{}" + f"{vol.shape}{vol.dtype}".encode() + whole).hexdigest()
+    assert settings_key({}, mm) == old
+    bad = vol.astype(np.float32)
+    bad[9, 23, 31] = np.nan  # in the last block
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        check_image(bad)
 
 
 def test_tiff_input_type_rounds_and_clips(tmp_path):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .io import ImageMeta, plane_axis
+from .io import ImageMeta, blocks, plane_axis
 
 MIN_SIDE = 8
 
@@ -25,7 +25,7 @@ class Intensity:
         """uint8 uses 0..255; floats already in [0, 1] stay; anything else uses its min..max."""
         if image.dtype == np.uint8:
             return cls(0.0, 255.0)
-        lo, hi = float(np.min(image)), float(np.max(image))
+        lo, hi = _range(image)
         if image.dtype.kind == "f" and lo >= 0.0 and hi <= 1.0:
             return cls(0.0, 1.0)
         return cls(lo, hi - lo if hi > lo else 1.0)
@@ -35,6 +35,12 @@ class Intensity:
 
     def from_unit(self, x: np.ndarray) -> np.ndarray:
         return (np.asarray(x, dtype=np.float32) * self.scale + self.offset).astype(np.float32)
+
+
+def _range(image: np.ndarray) -> tuple[float, float]:
+    """(min, max) of an array, read block by block (a memory-mapped volume is not held in RAM)."""
+    lows, highs = zip(*[(b.min(), b.max()) for b in blocks(np.asarray(image))])
+    return float(np.min(lows)), float(np.max(highs))  # NaN propagates, as in np.min of the whole
 
 
 def check_image(image, name: str = "image", channel_axis: int | None = None) -> np.ndarray:
@@ -53,7 +59,7 @@ def check_image(image, name: str = "image", channel_axis: int | None = None) -> 
     if channel_axis is not None and not -arr.ndim <= channel_axis < arr.ndim:
         raise ValueError(f"channel_axis={channel_axis} is out of range for {name} with {arr.ndim} dimensions")
     # min and max propagate NaN and show infinities: no temporary array of the image's size
-    if arr.dtype.kind == "f" and arr.size and not (np.isfinite(arr.min()) and np.isfinite(arr.max())):
+    if arr.dtype.kind == "f" and arr.size and not all(np.isfinite(_range(arr))):
         raise ValueError(f"{name} contains NaN or infinite values; replace them (e.g. np.nan_to_num) first")
     return arr
 

@@ -99,6 +99,9 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageMeta]:
 
     Zarr comes back as a lazy ``zarr.Array`` (index it to read a part); for OME-Zarr it is
     the full-resolution level, with the axes, channel axis, voxel size and unit of the metadata.
+    NPY files and TIFFs whose pixels are stored uncompressed in one block come back as
+    read-only memory maps of the file (:func:`mapped`): a volume is read as it is used, never
+    held in RAM whole, and cannot be written to; other files are decoded into memory.
     A file that cannot be decoded (damaged, truncated, another format than its name says, a
     pickled NumPy object array) raises :class:`UnreadableImage` with one line naming the
     problem and the fix.
@@ -129,7 +132,7 @@ _NAMES = {"tiff": "a TIFF", "nifti": "a NIfTI", "picture": "a picture", "npy": "
 
 def _unreadable(p: Path, fmt: str, err: Exception) -> str:
     reason = " ".join(str(err).split())[:160] or type(err).__name__
-    if fmt == "npy" and "pickle" in reason.lower():
+    if fmt == "npy" and ("pickle" in reason.lower() or "python objects" in reason.lower()):
         return (f"{p.name} holds Python objects (a pickled object array), not pixel values; napari-dip "
                 "never loads pickles (they can run code); save the image as a numeric array, e.g. "
                 "np.save(path, image.astype(np.float32))")
@@ -151,8 +154,24 @@ def _unreadable(p: Path, fmt: str, err: Exception) -> str:
             "(e.g. a truncated copy or download): copy it again from its source")
 
 
+def _memory_map(arr) -> np.memmap | None:
+    """The memory map ``arr`` is (a view of), or None for pixels in RAM."""
+    while isinstance(arr, np.ndarray):
+        if isinstance(arr, np.memmap) and getattr(arr, "_mmap", None) is not None:
+            return arr
+        arr = arr.base
+    return None
+
+
+def mapped(arr: np.ndarray) -> bool:
+    """True when ``arr`` is (a view of) a memory map of a file rather than pixels in RAM."""
+    return _memory_map(arr) is not None
+
+
 def _read_npy(p: Path) -> tuple[np.ndarray, ImageMeta]:
-    arr = np.load(p, allow_pickle=False)
+    arr = np.load(p, allow_pickle=False, mmap_mode="r")
+    if not arr.dtype.isnative:  # other-endian data: decoded into native values in memory
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     return arr, ImageMeta(str(p), "npy", str(arr.dtype))
 
 
@@ -180,7 +199,7 @@ def _read_tiff(p: Path) -> tuple[np.ndarray, ImageMeta]:
     import tifffile
     with tifffile.TiffFile(p) as tif:
         series = tif.series[0]
-        arr = series.asarray()
+        arr = _tiff_pixels(p, series)
         axes = series.axes if len(series.axes) == arr.ndim else None
         page = tif.pages[0]
         rgb = page.photometric == tifffile.PHOTOMETRIC.RGB
@@ -206,6 +225,20 @@ def _read_tiff(p: Path) -> tuple[np.ndarray, ImageMeta]:
         units = {2: "inch", 3: "cm"}
         meta.unit = ij.get("unit") or (units.get(int(unit_tag.value)) if unit_tag is not None else None)
     return arr, meta
+
+
+def _tiff_pixels(p: Path, series) -> np.ndarray:
+    """A TIFF series' pixels: a read-only memory map when they lie uncompressed in one block
+    of the file in native byte order, else decoded into memory."""
+    import tifffile
+    if series.dataoffset is not None:
+        try:
+            arr = tifffile.memmap(p, series=0, mode="r")
+        except ValueError:  # tifffile found it not mappable after all
+            arr = None
+        if arr is not None and arr.shape == series.shape and arr.dtype.isnative:
+            return arr
+    return series.asarray()
 
 
 def _ome(attrs: dict) -> dict:
@@ -583,14 +616,34 @@ def open_streamed(path: str | os.PathLike, shape: tuple[int, ...], dtype, meta: 
 def release_pages(array: np.ndarray) -> None:
     """Write a memory map's changed pages to its file and drop its pages from this process's
     resident memory (the data stays in the file and the OS cache): walking a large memory-mapped
-    array slice by slice then keeps one slice resident, not the whole. Other arrays: nothing."""
-    mm = getattr(array, "_mmap", None)
-    if mm is None:
+    array slice by slice then keeps one slice resident, not the whole. ``array`` may be a view
+    of the map. Other arrays: nothing."""
+    owner = _memory_map(array)
+    if owner is None:
         return
-    if array.flags.writeable:
+    mm = owner._mmap
+    if owner.flags.writeable:
         mm.flush()
     if hasattr(mm, "madvise"):  # not on Windows
         mm.madvise(mmap.MADV_DONTNEED)
+
+
+BLOCK_BYTES = 64 * 2 ** 20  # what a scan of a large array reads at a time
+
+
+def blocks(array: np.ndarray, nbytes: int | None = None) -> Iterator[np.ndarray]:
+    """``array`` in consecutive blocks along its first axis of about ``nbytes`` each (default
+    :data:`BLOCK_BYTES`; a small or 0-d array whole). A memory map's pages are dropped after
+    each block, so that scanning a mapped volume (its range, its digest) keeps one block
+    resident, not the volume."""
+    nbytes = BLOCK_BYTES if nbytes is None else nbytes
+    if array.ndim == 0 or array.nbytes <= nbytes:
+        yield array
+        return
+    step = max(1, nbytes // max(1, array[0].nbytes))
+    for start in range(0, array.shape[0], step):
+        yield array[start:start + step]
+        release_pages(array)
 
 
 def reserve(path: str | os.PathLike, what: str) -> None:

@@ -217,8 +217,9 @@ def _fill(final: np.ndarray, colour: np.ndarray, cut: Slicing, store: SliceStore
     """Every slice of ``final`` (the output's shape, [C] of the colour channels): restored
     slices from the store, the others copied from ``colour`` (zero for super-resolution), each
     as float32 in the input's units through ``cast``, one slice at a time. When the slices lie
-    one after the other in ``final`` (the slicing axis leads), each is dropped from resident
-    memory once written; otherwise every slice touches every page and the OS writes them back."""
+    one after the other (the slicing axis leads), each is dropped from resident memory once
+    written, and so is its part of a memory-mapped input once read; otherwise every slice
+    touches every page and the OS writes them back."""
     out, source = cut.view(final), cut.view(colour)
     keep = set(wanted)
     in_order = list(cut.perm) == sorted(cut.perm)
@@ -231,3 +232,4 @@ def _fill(final: np.ndarray, colour: np.ndarray, cut: Slicing, store: SliceStore
         release_pages(store.array)
         if in_order:
             release_pages(final)
+            release_pages(colour)

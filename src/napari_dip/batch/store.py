@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..io import move_into_place, open_zarr, release_pages, reserve, write_json
+from ..io import blocks, move_into_place, open_zarr, release_pages, reserve, write_json
 
 STORE = "store.npy"
 RECORD = "record.json"
@@ -36,7 +36,10 @@ def settings_key(settings: dict, *arrays: np.ndarray | None) -> str:
             continue
         a = np.ascontiguousarray(arr)
         h.update(f"{a.shape}{a.dtype}".encode())
-        h.update(hashlib.blake2b(a.reshape(-1).view(np.uint8), digest_size=32).digest())
+        data = hashlib.blake2b(digest_size=32)
+        for block in blocks(a):  # the bytes in order, one block resident at a time
+            data.update(block.reshape(-1).view(np.uint8))
+        h.update(data.digest())
     return h.hexdigest()
 
 
