@@ -288,6 +288,27 @@ def test_warm_started_stack_starts_each_slice_from_the_slice_before():
         [s["psnr"] for s in cold_report["slices"][1:]]) - 0.5
 
 
+def test_warm_starts_need_a_first_slice_whose_automatic_rule_stopped_before_the_cap():
+    from napari_dip.api import WARM_OFF_AT_CAP
+    from napari_dip.core.stopping import StopSettings
+    _, noisy = _stack(3)
+    # patience longer than the cap: the rule cannot fire, the first slice's data fit is no
+    # stopping point, and the others are fitted cold, as a full-size stack's are
+    capped = make_config("denoise", network=TINY, iterations=40, precision="fp32",
+                         stopping=StopSettings(variant="emv", window=5, patience=300))
+    _, report = drain(run(capped, noisy, device="cpu", batch_size=1, warm_start=True))
+    assert report["warm_start"] is False and report["warm_start_off"] == WARM_OFF_AT_CAP
+    assert [s["warm_start"] for s in report["slices"]] == [False, False, False]
+    assert [s["fitted_iterations"] for s in report["slices"]] == [40, 40, 40]
+    # a rule that fires before the cap keeps the warm start
+    fires = make_config("denoise", network=TINY, iterations=200, precision="fp32",
+                        stopping=StopSettings(variant="emv", window=5, patience=5))
+    _, report = drain(run(fires, noisy, device="cpu", batch_size=1, warm_start=True))
+    assert report["slices"][0]["fitted_iterations"] < 200
+    assert report["warm_start"] is True and "warm_start_off" not in report
+    assert [s["warm_start"] for s in report["slices"]] == [False, True, True]
+
+
 def test_warm_starts_are_the_denoising_default_and_can_be_turned_off():
     assert make_config("denoise").warm_start and make_config("denoise", preset="paper").warm_start
     assert not make_config("superres", factor=2).warm_start and not make_config("inpaint").warm_start

@@ -130,7 +130,9 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
     (smoothed loss) reaches the first slice's at the iteration its rule chose
     (:class:`~napari_dip.core.stopping.DataFitStop`; with ``stop='oracle'`` warm slices keep
     the oracle); warm fits ramp their learning rate up over :data:`WARM_LR_RAMP` iterations
-    (unless ``config.fit.lr_ramp`` sets a ramp).
+    (unless ``config.fit.lr_ramp`` sets a ramp). When the first slice's automatic rule does not
+    stop before the iteration cap (full-size slices), its data fit is no stopping point and the
+    later slices are fitted cold (``report['warm_start_off']`` says so).
 
     ``config.noise`` (denoising; see :mod:`napari_dip.core.noise_setup`): with a noise model,
     each slice's model is estimated from the slice in the input's units (or given), carried
@@ -296,6 +298,13 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
             previews = None if tiles is not None else (lambda p, group=group: expansion.preview(group, p))
         result: FitResult = yield from _relay(gen, members, first, len(units), previews,
                                               None if eta is None else tuple(t for _, t in group), clock, eta)
+        if warm_start and not result.cancelled and target is None and _ran_to_the_cap(config, result, n - 1):
+            # The first fit's automatic rule found no stop before the cap (full-size slices): its
+            # data fit is no optimum, and neighbours stopped there end worse than cold fits
+            # (docs/speed.md, "On a CPU with bf16 hardware again"); the other slices fit cold.
+            warm_start = report["warm_start"] = False
+            report["warm_start_off"] = WARM_OFF_AT_CAP
+            log.info("warm start off: %s", WARM_OFF_AT_CAP)
         if warm_start and not result.cancelled:
             previous = (problem.network, n)
             if target is None and len(result.loss_curve):
@@ -392,6 +401,15 @@ def _groups(todo: list[int], size: int, warm_start: bool):
         yield 0, todo[:1]
     for at in range(first, len(todo), size):
         yield at, todo[at:at + size]
+
+
+WARM_OFF_AT_CAP = ("the first slice's automatic rule did not stop before the iteration cap, so its data fit "
+                   "is no stopping point for its neighbours: the other slices are fitted cold")
+
+
+def _ran_to_the_cap(config: TaskConfig, result: FitResult, g: int) -> bool:
+    """True when problem ``g``'s automatic rule never declared it done: it was fitted to the cap."""
+    return config.stop == "auto" and int(result.fitted_iterations[g]) >= result.iterations >= config.fit.iterations
 
 
 def _data_fit(result: FitResult, g: int) -> float:
