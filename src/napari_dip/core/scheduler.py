@@ -57,8 +57,7 @@ class LayoutAdam:
             for key in MOMENTS:
                 if key not in saved:  # zero until saved, as fall_back() assumes
                     saved[key] = torch.zeros_like(state[key])
-                mine, now = saved[key].unflatten(0, (n, -1)), state[key].unflatten(0, (n, -1))
-                mine.copy_(torch.where(per_row(keep, now), now, mine))
+            copy_rows([saved[key] for key in MOMENTS], [state[key] for key in MOMENTS], keep, n)
 
     @torch.no_grad()
     def fall_back(self, keep: torch.Tensor, n: int) -> None:
@@ -120,6 +119,14 @@ def per_row(flags: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return flags.view(-1, *[1] * (like.ndim - 1))
 
 
+def copy_rows(into: Sequence[torch.Tensor], source: Sequence[torch.Tensor], flags: torch.Tensor, n: int) -> None:
+    """Copy the rows of the problems ``flags`` (bool (n,) on the device) of each packed tensor
+    of ``source`` into the same rows of ``into``, on the device (no boolean indexing, whose
+    size needs a read)."""
+    for mine, now in zip(rows(into, n), rows(source, n)):
+        mine.copy_(torch.where(per_row(flags, now), now, mine))
+
+
 def parallel_groups(setting: int, device: torch.device, n: int) -> int:
     """How many groups of a batch of ``n`` problems to fit at the same time (see
     :class:`napari_dip.core.fit.FitSettings`, ``parallel``)."""
@@ -167,8 +174,7 @@ class Group:
     def snapshot(self, keep: torch.Tensor) -> None:
         """Copy the weights and Adam moments of the problems ``keep`` (bool on the device) to
         what a loss jump falls back to; on the device, nothing read back."""
-        for mine, now in zip(rows(self.good, self.n), rows([p.detach() for p in self.params], self.n)):
-            mine.copy_(torch.where(per_row(keep, now), now, mine))
+        copy_rows(self.good, [p.detach() for p in self.params], keep, self.n)
         self.opt.save(keep, self.n)
 
     @torch.no_grad()
@@ -178,8 +184,7 @@ class Group:
         optimiser still counts the step, so problems fitted in one batch follow the paths
         they follow alone."""
         flags = torch.tensor(keep, device=self.code.device)
-        for now, good in zip(rows([p.detach() for p in self.params], self.n), rows(self.good, self.n)):
-            now.copy_(torch.where(per_row(flags, now), good, now))
+        copy_rows([p.detach() for p in self.params], self.good, flags, self.n)
         self.opt.fall_back(flags, self.n)
 
 
