@@ -22,10 +22,10 @@ def _target(seed=0, size=16):
     return clean, noisy
 
 
-def _run(iterations=60, seed=0, stop="fixed", gt=False, cancel=None, **fit_options):
+def _run(iterations=60, seed=0, stop="fixed", gt=False, cancel=None, size=16, **fit_options):
     config = make_config("denoise", network=TINY, iterations=iterations, stop=stop, seed=seed)
     config = replace(config, fit=replace(config.fit, **fit_options))
-    clean, noisy = _target()
+    clean, noisy = _target(size=size)
     problem = build_problem(config, noisy, seeds=[seed], ground_truth=clean if gt else None)
     events = []
     result = drain(fit(problem, config.fit, config.stop_rule(1), device=CPU, cancel=cancel), events.append)
@@ -158,3 +158,32 @@ def test_unknown_stop_rule_and_device():
         resolve_device("tpu")
     assert resolve_device("cpu") == CPU
     assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+
+
+def test_code_noise_shrinks_as_one_over_the_side_above_code_noise_side():
+    s = FitSettings(code_noise=1 / 30, code_noise_side=64)
+    assert s.code_noise_at(64, 64) == pytest.approx(1 / 30)
+    assert s.code_noise_at(32, 48) == pytest.approx(1 / 30)  # small codes keep it, never more
+    assert s.code_noise_at(512, 512) == pytest.approx(1 / 240)
+    assert s.code_noise_at(128, 512) == pytest.approx(1 / 120)  # by the side of the area
+    assert FitSettings(code_noise=0.05).code_noise_at(4096, 4096) == 0.05  # 0: fixed
+    with pytest.raises(ValueError, match="code_noise_side"):
+        FitSettings(code_noise_side=-1).validate()
+
+
+def test_a_fit_draws_the_code_noise_of_its_code_size():
+    scaled, _ = _run(iterations=6, size=32, code_noise=0.1, code_noise_side=16)
+    halved, _ = _run(iterations=6, size=32, code_noise=0.05, code_noise_side=0)
+    full, _ = _run(iterations=6, size=32, code_noise=0.1, code_noise_side=0)
+    assert np.array_equal(scaled.output, halved.output)
+    assert not np.allclose(scaled.output, full.output)
+    assert scaled.code_noise == pytest.approx(0.05) and full.code_noise == pytest.approx(0.1)
+
+
+def test_the_fast_denoising_preset_scales_code_noise_above_64_pixels_and_the_paper_preset_does_not():
+    from napari_dip import api
+    assert make_config("denoise").fit.code_noise_side == 64
+    assert make_config("denoise", preset="paper").fit.code_noise_side == 0
+    image = np.random.default_rng(0).random((128, 128), dtype=np.float32)
+    _, report = api.denoise(image, iterations=2, stop="fixed", return_report=True)
+    assert report["slices"][0]["code_noise"] == pytest.approx(1 / 60)

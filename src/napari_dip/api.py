@@ -540,7 +540,7 @@ def _blend_tiles(tiles, group, outputs: list[tuple[np.ndarray, dict]], cancelled
                   "iterations": max(p["iterations"] for p in parts),
                   "fitted_iterations": int(sum(p["fitted_iterations"] for p in parts)),
                   "final_loss": float(np.mean(losses)) if losses else None,
-                  "precision": parts[-1]["precision"]}
+                  "precision": parts[-1]["precision"], "code_noise": parts[-1].get("code_noise")}
         record.update({k: parts[0][k] for k in SLICE_NOISE_ENTRIES if k in parts[0]})
         if gt is not None:
             truth = intensity.to_unit(gt[index])
@@ -633,7 +633,7 @@ def _slice_record(index: int, g: int, result: FitResult, restored: np.ndarray, o
         "slice": index, "iterations": result.iterations, "seconds": round(result.seconds / n, 3),
         "final_loss": float(result.loss_curve[-1, g]) if len(result.loss_curve) else None,
         "stop_iteration": int(result.stop_iterations[g]), "restarts": result.restarts,
-        "fitted_iterations": int(result.fitted_iterations[g]),
+        "fitted_iterations": int(result.fitted_iterations[g]), "code_noise": result.code_noise,
     }
     if truth is not None:
         base = _baseline(observed, config)

@@ -10,8 +10,9 @@ can show progress, draw previews and cancel between iterations) and returns a
 from __future__ import annotations
 
 import contextlib
+import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Generator, Sequence
 
 import numpy as np
@@ -53,6 +54,10 @@ class FitSettings:
     uses lr * min(1, t / lr_ramp)); 0 uses ``lr`` from the start. Warm-started fits ramp:
     fresh Adam moves every weight by about ``lr`` in its first steps, which throws a fitted
     network off the solution it starts from.
+    ``code_noise_side``: ``code_noise`` is the standard deviation for codes of up to this side;
+    a larger code of H x W gets code_noise * side / sqrt(H * W) (:meth:`code_noise_at`); 0
+    keeps ``code_noise`` at every size. Code noise regularises a small fit, but it also slows
+    every fit down, and a large one never gets far enough to need it (docs/speed.md).
     """
 
     iterations: int = 3000
@@ -66,6 +71,17 @@ class FitSettings:
     layout: str = "auto"
     parallel: int = 0
     lr_ramp: int = 0
+    code_noise_side: int = 0
+
+    def code_noise_at(self, height: int, width: int) -> float:
+        """The code noise of a fit whose code is ``height`` x ``width`` pixels."""
+        if not self.code_noise_side:
+            return self.code_noise
+        return self.code_noise * min(1.0, self.code_noise_side / math.sqrt(height * width))
+
+    def for_code(self, height: int, width: int) -> "FitSettings":
+        """These settings with the code noise of a ``height`` x ``width`` code fixed."""
+        return replace(self, code_noise=self.code_noise_at(height, width), code_noise_side=0)
 
     def validate(self) -> "FitSettings":
         checks.whole("iterations", self.iterations, 1)
@@ -85,6 +101,7 @@ class FitSettings:
             raise ValueError(f"parallel must be a whole number >= 0 (0: automatic), got {self.parallel!r}")
         if isinstance(self.lr_ramp, bool) or not isinstance(self.lr_ramp, int) or self.lr_ramp < 0:
             raise ValueError(f"lr_ramp must be a whole number of iterations >= 0, got {self.lr_ramp!r}")
+        checks.whole("code_noise_side", self.code_noise_side, 0)
         return self
 
 
@@ -139,6 +156,7 @@ class FitResult:
     cancelled: bool = False
     restarts: int = 0
     fitted_iterations: list[int] = field(default_factory=list)  # per problem, until it was done
+    code_noise: float = 0.0  # the code noise's standard deviation at this code size
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -267,7 +285,7 @@ def fit(problem: Problem, settings: FitSettings, rule, *, device: torch.device,
     smaller groups, each problem exactly as it would alone (see :class:`.Scheduler`).
     ``problem.network`` ends with every problem's last weights.
     """
-    settings.validate()
+    settings = settings.validate().for_code(*problem.code.shape[-2:])
     n = problem.n
     amp = resolve_precision(settings.precision, device, pixels=n * problem.code[0, 0].numel())
     autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp else contextlib.nullcontext
@@ -331,7 +349,7 @@ def fit(problem: Problem, settings: FitSettings, rule, *, device: torch.device,
         loss_curve=np.asarray(losses, dtype=np.float32).reshape(-1, n),
         psnr_curve=np.asarray(psnrs, dtype=np.float32).reshape(-1, n) if psnrs else None,
         ssim_curve=ssims, cancelled=cancelled, restarts=scheduler.restarts,
-        fitted_iterations=scheduler.fitted.tolist())
+        fitted_iterations=scheduler.fitted.tolist(), code_noise=settings.code_noise)
 
 
 def drain(gen: Generator[Progress, None, FitResult],
