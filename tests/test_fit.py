@@ -180,10 +180,10 @@ def test_a_fit_draws_the_code_noise_of_its_code_size():
     assert scaled.code_noise == pytest.approx(0.05) and full.code_noise == pytest.approx(0.1)
 
 
-def test_the_fast_denoising_preset_scales_code_noise_above_64_pixels_and_the_paper_preset_does_not():
+def test_the_fast_denoising_preset_scales_code_noise_above_128_pixels_and_the_paper_preset_does_not():
     from napari_dip import api
-    assert make_config("denoise").fit.code_noise_side == 64
+    assert make_config("denoise").fit.code_noise_side == 128
     assert make_config("denoise", preset="paper").fit.code_noise_side == 0
-    image = np.random.default_rng(0).random((128, 128), dtype=np.float32)
+    image = np.random.default_rng(0).random((256, 256), dtype=np.float32)
     _, report = api.denoise(image, iterations=2, stop="fixed", return_report=True)
     assert report["slices"][0]["code_noise"] == pytest.approx(1 / 60)
