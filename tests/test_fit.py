@@ -184,6 +184,19 @@ def test_the_fast_denoising_preset_scales_code_noise_above_128_pixels_and_the_pa
     from napari_dip import api
     assert make_config("denoise").fit.code_noise_side == 128
     assert make_config("denoise", preset="paper").fit.code_noise_side == 0
-    image = np.random.default_rng(0).random((256, 256), dtype=np.float32)
-    _, report = api.denoise(image, iterations=2, stop="fixed", return_report=True)
+    rng = np.random.default_rng(0)
+    clean = rng.uniform(20, 200, (256, 256))
+    gaussian = (clean + rng.normal(0, 10, clean.shape)).astype(np.float32)
+    _, report = api.denoise(gaussian, iterations=2, return_report=True)
+    assert report["slices"][0]["noise"]["kind"] == "gaussian"
     assert report["slices"][0]["code_noise"] == pytest.approx(1 / 60)
+
+
+def test_fits_of_shot_noise_keep_the_presets_code_noise_at_every_size():
+    from napari_dip import api
+    rng = np.random.default_rng(0)
+    ramp = np.tile(np.linspace(5, 100, 256), (256, 1))
+    shot = (2.0 * rng.poisson(ramp) + rng.normal(0, 3, ramp.shape)).astype(np.float32)
+    _, report = api.denoise(shot, iterations=2, return_report=True)
+    assert report["slices"][0]["noise"]["kind"] == "poisson-gaussian"
+    assert report["slices"][0]["code_noise"] == pytest.approx(1 / 30)

@@ -287,6 +287,8 @@ def run(config: TaskConfig, image, *, channel_axis: int | None = None, inputs: d
         if rule is None:
             rule = config.stop_rule(n)
         settings = settings_for(n)
+        if models and config.noise.keeps_code_noise([m for m, _ in models]):
+            settings = replace(settings, code_noise_side=0)
         if warm and not settings.lr_ramp:
             settings = replace(settings, lr_ramp=WARM_LR_RAMP)
         gen = fit(problem, settings, rule, device=dev, cancel=cancel)
