@@ -160,12 +160,12 @@ def test_unknown_stop_rule_and_device():
     assert resolve_device("auto").type in ("cpu", "cuda", "mps")
 
 
-def test_code_noise_shrinks_as_one_over_the_side_above_code_noise_side():
+def test_code_noise_shrinks_as_one_over_the_pixels_above_code_noise_side_squared():
     s = FitSettings(code_noise=1 / 30, code_noise_side=64)
     assert s.code_noise_at(64, 64) == pytest.approx(1 / 30)
     assert s.code_noise_at(32, 48) == pytest.approx(1 / 30)  # small codes keep it, never more
-    assert s.code_noise_at(512, 512) == pytest.approx(1 / 240)
-    assert s.code_noise_at(128, 512) == pytest.approx(1 / 120)  # by the side of the area
+    assert s.code_noise_at(128, 128) == pytest.approx(1 / 120)  # by the pixels: a quarter of 64 x 64's
+    assert s.code_noise_at(512, 2048) == pytest.approx(1 / 30 / 256)
     assert FitSettings(code_noise=0.05).code_noise_at(4096, 4096) == 0.05  # 0: fixed
     with pytest.raises(ValueError, match="code_noise_side"):
         FitSettings(code_noise_side=-1).validate()
@@ -173,11 +173,11 @@ def test_code_noise_shrinks_as_one_over_the_side_above_code_noise_side():
 
 def test_a_fit_draws_the_code_noise_of_its_code_size():
     scaled, _ = _run(iterations=6, size=32, code_noise=0.1, code_noise_side=16)
-    halved, _ = _run(iterations=6, size=32, code_noise=0.05, code_noise_side=0)
+    quartered, _ = _run(iterations=6, size=32, code_noise=0.025, code_noise_side=0)
     full, _ = _run(iterations=6, size=32, code_noise=0.1, code_noise_side=0)
-    assert np.array_equal(scaled.output, halved.output)
+    assert np.array_equal(scaled.output, quartered.output)
     assert not np.allclose(scaled.output, full.output)
-    assert scaled.code_noise == pytest.approx(0.05) and full.code_noise == pytest.approx(0.1)
+    assert scaled.code_noise == pytest.approx(0.025) and full.code_noise == pytest.approx(0.1)
 
 
 def test_the_fast_denoising_preset_scales_code_noise_above_128_pixels_and_the_paper_preset_does_not():
@@ -189,7 +189,7 @@ def test_the_fast_denoising_preset_scales_code_noise_above_128_pixels_and_the_pa
     gaussian = (clean + rng.normal(0, 10, clean.shape)).astype(np.float32)
     _, report = api.denoise(gaussian, iterations=2, return_report=True)
     assert report["slices"][0]["noise"]["kind"] == "gaussian"
-    assert report["slices"][0]["code_noise"] == pytest.approx(1 / 60)
+    assert report["slices"][0]["code_noise"] == pytest.approx(1 / 120)
 
 
 def test_fits_of_shot_noise_keep_the_presets_code_noise_at_every_size():

@@ -10,7 +10,6 @@ can show progress, draw previews and cancel between iterations) and returns a
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Generator, Sequence
@@ -54,9 +53,9 @@ class FitSettings:
     uses lr * min(1, t / lr_ramp)); 0 uses ``lr`` from the start. Warm-started fits ramp:
     fresh Adam moves every weight by about ``lr`` in its first steps, which throws a fitted
     network off the solution it starts from.
-    ``code_noise_side``: ``code_noise`` is the standard deviation for codes of up to this side;
-    a larger code of H x W gets code_noise * side / sqrt(H * W) (:meth:`code_noise_at`); 0
-    keeps ``code_noise`` at every size. Code noise regularises a small fit, but it also slows
+    ``code_noise_side``: ``code_noise`` is the standard deviation for codes of up to this side
+    squared in pixels; a larger code of H x W gets code_noise * side**2 / (H * W)
+    (:meth:`code_noise_at`); 0 keeps ``code_noise`` at every size. Code noise regularises a small fit, but it also slows
     every fit down, and a large one never gets far enough to need it (docs/speed.md).
     """
 
@@ -77,7 +76,7 @@ class FitSettings:
         """The code noise of a fit whose code is ``height`` x ``width`` pixels."""
         if not self.code_noise_side:
             return self.code_noise
-        return self.code_noise * min(1.0, self.code_noise_side / math.sqrt(height * width))
+        return self.code_noise * min(1.0, self.code_noise_side ** 2 / (height * width))
 
     def for_code(self, height: int, width: int) -> "FitSettings":
         """These settings with the code noise of a ``height`` x ``width`` code fixed."""

@@ -58,12 +58,12 @@ class Preset:
 def denoise_preset(task: str, name: str, factor: int) -> Preset:
     """Denoising (and representing a clean image, task ``fit``): DIP's 3000 iterations with
     code noise 1/30; fast: a narrower network for 1200, code noise shrinking with the image's
-    side above 128 pixels. Warm starts for denoising stacks."""
+    pixels above 128 x 128. Warm starts for denoising stacks."""
     warm = task == "denoise"
     if name == "paper":
         return Preset(name, task, PAPER_NET, FitSettings(iterations=3000, lr=0.01, code_noise=1 / 30),
                       warm_start=warm)
-    # Code noise 1/30 up to 128 x 128 pixels, shrinking as 1 / side above (1/120 at 512 x 512):
+    # Code noise 1/30 up to 128 x 128 pixels, shrinking as 1 / pixels above (1/480 at 512 x 512):
     # a full-size fit gets 2-3x fewer iterations to the same image (docs/speed.md).
     return Preset(name, task, FAST_NET, FitSettings(iterations=1200, lr=0.01, code_noise=1 / 30,
                                                     code_noise_side=128), warm_start=warm)
