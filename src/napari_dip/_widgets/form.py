@@ -82,8 +82,8 @@ class TaskForm(QWidget):
             FloatSpinBox(name="code_noise", label="code noise", min=0.0, max=1.0, step=0.01,
                          tooltip="Standard deviation of the noise added to the network's input code at "
                                  "every iteration (a regulariser; 0: a fixed code). The fast denoising "
-                                 "preset uses it up to 128x128 pixels and scales it by 128 / side above, "
-                                 "where it would slow the fit down"),
+                                 "preset uses it up to 128x128 pixels and scales it by 128² / pixels for "
+                                 "larger images with Gaussian noise, where it would slow the fit down"),
             FloatSpinBox(name="lr", label="learning rate", min=1e-5, max=1.0, step=0.001,
                          tooltip="Adam's step size; lower it if the loss jumps or the result turns "
                                  "NaN, raise it if the fit is slow"),
