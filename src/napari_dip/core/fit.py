@@ -55,8 +55,9 @@ class FitSettings:
     network off the solution it starts from.
     ``code_noise_side``: ``code_noise`` is the standard deviation for codes of up to this side
     squared in pixels; a larger code of H x W gets code_noise * side**2 / (H * W)
-    (:meth:`code_noise_at`); 0 keeps ``code_noise`` at every size. Code noise regularises a small fit, but it also slows
-    every fit down, and a large one never gets far enough to need it (docs/speed.md).
+    (:meth:`code_noise_at`); 0 keeps ``code_noise`` at every size. Code noise regularises a
+    small fit, but it also slows every fit down, and a large one never gets far enough to need
+    it (docs/speed.md).
     """
 
     iterations: int = 3000
