@@ -10,6 +10,7 @@ CPU seconds of the process, iterations, stop iteration, PSNR and the settings us
     python benchmarks/section.py --section 20                    # the full-size row
     python benchmarks/section.py --section 20 --stack 30         # the 30-section stack
     python benchmarks/section.py --section 20 --stack 3 --warm-start off   # cold, for comparison
+    python benchmarks/section.py --section 20 --architecture shuffle       # another network
     python benchmarks/section.py --size 64 --iterations 3        # smoke test
     python benchmarks/section.py --costs skip:auto skip:fp32 shuffle:fp32 shuffle:bf16  # CPU s per iteration
 """
@@ -43,11 +44,14 @@ def psnr(x: np.ndarray, ref: np.ndarray) -> float:
 
 
 def denoise_section(noisy: np.ndarray, clean: np.ndarray, *, device: str = "auto",
-                    iterations: int | None = None, warm_start: bool | None = None) -> dict:
+                    iterations: int | None = None, warm_start: bool | None = None,
+                    architecture: str | None = None) -> dict:
     """Denoise with the defaults (``iterations`` overrides the cap, for smoke tests;
-    ``warm_start`` the API's default, on for a stack)."""
+    ``warm_start`` the API's default, on for a stack; ``architecture`` the network's)."""
     from napari_dip import api
     options = {} if iterations is None else {"iterations": iterations}
+    if architecture is not None:
+        options["architecture"] = architecture
     if warm_start is not None:
         options["warm_start"] = warm_start
     image = noisy[0] if len(noisy) == 1 else noisy
@@ -107,6 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--warm-start", choices=("on", "off"),
                         help="warm starts across the stack (default: the API's, on)")
+    parser.add_argument("--architecture", help="network architecture (default: the preset's skip network)")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--costs", nargs="+", metavar="ARCH:PRECISION",
                         help="only measure CPU s per iteration of these cases, e.g. skip:auto shuffle:fp32")
@@ -119,7 +124,8 @@ def main(argv: list[str] | None = None) -> dict:
         return row
     row = {"section": args.section, "size": args.size,
            **denoise_section(noisy, clean, device=args.device, iterations=args.iterations,
-                             warm_start=None if args.warm_start is None else args.warm_start == "on")}
+                             warm_start=None if args.warm_start is None else args.warm_start == "on",
+                             architecture=args.architecture)}
     print(json.dumps(row), flush=True)
     return row
 

@@ -90,3 +90,13 @@ def test_section_benchmark_measures_interleaved_costs_per_case():
     row = section.main(["--size", "64", "--costs", "skip:fp32", "shuffle:fp32", "--rounds", "2"])
     assert set(row["costs"]) == {"skip:fp32", "shuffle:fp32"}
     assert all(0 < c["best_s"] <= c["median_s"] for c in row["costs"].values())
+
+
+def test_section_benchmark_runs_the_network_it_is_given():
+    spec = importlib.util.spec_from_file_location("section_bench", ROOT / "benchmarks" / "section.py")
+    section = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(section)
+    default = section.main(["--size", "64", "--iterations", "2"])
+    shuffle = section.main(["--size", "64", "--iterations", "2", "--architecture", "shuffle"])
+    assert default["network"] == "SkipConfig" and shuffle["network"] == "ShuffleSkipConfig"
+    assert shuffle["iterations"] == [2] and shuffle["psnr"] != default["psnr"]
