@@ -15,6 +15,15 @@ from napari_dip.core.nets.skip import SkipNet
 from napari_dip.core.task import make_config
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _benchmark(name: str):
+    """The module benchmarks/<name>.py (the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"{name}_bench", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # registered before it runs, as an import would (dataclasses need it)
+    spec.loader.exec_module(module)
+    return module
 TINY = dict(channels_down=(8, 16), channels_up=(8, 16), channels_skip=(4, 4), code_channels=8)
 
 
@@ -69,10 +78,7 @@ def test_cost_estimate_probes_each_batch_size_and_prices_the_run_at_the_cap():
 
 
 def test_gpu_benchmark_runs_on_the_cpu_as_a_smoke_test(capsys):
-    spec = importlib.util.spec_from_file_location("gpu_bench", ROOT / "benchmarks" / "gpu.py")
-    gpu = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_bench"] = gpu
-    spec.loader.exec_module(gpu)
+    gpu = _benchmark("gpu")
     result = gpu.main(["--device", "cpu", "--size", "32", "--timing", "2", "--warmup", "1", "--iterations", "2"])
     assert result["speed"]["device"] == "cpu" and result["speed"]["iterations_per_s"] > 0
     assert result["speed"]["timed_iterations"] == 2
@@ -84,18 +90,14 @@ def test_gpu_benchmark_runs_on_the_cpu_as_a_smoke_test(capsys):
 
 
 def test_section_benchmark_measures_interleaved_costs_per_case():
-    spec = importlib.util.spec_from_file_location("section_bench", ROOT / "benchmarks" / "section.py")
-    section = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(section)
+    section = _benchmark("section")
     row = section.main(["--size", "64", "--costs", "skip:fp32", "shuffle:fp32", "--rounds", "2"])
     assert set(row["costs"]) == {"skip:fp32", "shuffle:fp32"}
     assert all(0 < c["best_s"] <= c["median_s"] for c in row["costs"].values())
 
 
 def test_section_benchmark_runs_the_network_it_is_given():
-    spec = importlib.util.spec_from_file_location("section_bench", ROOT / "benchmarks" / "section.py")
-    section = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(section)
+    section = _benchmark("section")
     default = section.main(["--size", "64", "--iterations", "2"])
     shuffle = section.main(["--size", "64", "--iterations", "2", "--architecture", "shuffle"])
     assert default["network"] == "SkipConfig" and shuffle["network"] == "ShuffleSkipConfig"
